@@ -1,0 +1,1 @@
+"""Backline: event-sourced backend for independent musicians and their agents."""

@@ -1,0 +1,73 @@
+"""Litestar application factory: every surface, middleware and error mapping in one place."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.template.config import TemplateConfig
+
+from backline.api.deps import ApiConfig, Services
+from backline.api.errors import EXCEPTION_HANDLERS
+from backline.api.middleware import BearerAwareCSRFMiddleware, RequestIdMiddleware
+from backline.api.profile import ProfileController
+from backline.api.system import health, openapi_json
+from backline.api.users import UsersController
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+# Paths authenticated by something other than the session cookie (bearer tokens, upload
+# tokens, signatures) or that are public and stateless: no CSRF cookie check.
+CSRF_EXEMPT = [
+    "^/api/mcp",
+    "^/oauth/token",
+    "^/oauth/register",
+    "^/api/stripe/webhook",
+    "^/api/v1/",
+]
+
+
+def create_app(services: Services, config: ApiConfig, *, start_background: bool = True) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if start_background:
+            services.start_background()
+        try:
+            yield
+        finally:
+            services.close()
+
+    csrf = CSRFConfig(
+        secret=config.secret_key,
+        cookie_secure=config.cookie_secure,
+        cookie_samesite="lax",
+        exclude=CSRF_EXEMPT,
+    )
+    app = Litestar(
+        route_handlers=[health, openapi_json, UsersController, ProfileController],
+        middleware=[
+            RequestIdMiddleware,
+            DefineMiddleware(BearerAwareCSRFMiddleware, config=csrf),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        openapi_config=OpenAPIConfig(
+            title="Backline",
+            version="0.1.0",
+            description="Event-sourced backend for independent musicians and their agents.",
+            path="/schema",
+        ),
+        lifespan=[lifespan],
+        request_max_body_size=config.max_request_bytes,
+        debug=False,
+        logging_config=None,
+    )
+    app.state.services = services
+    app.state.api_config = config
+    return app

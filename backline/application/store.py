@@ -1,0 +1,109 @@
+"""The one write-side application: every aggregate type, one notification log.
+
+Use cases are plain classes over :class:`EventStore`. A command that changes two
+aggregates saves both in one ``save`` call, so they commit atomically with optimistic
+concurrency on each.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Mapper, Recording
+
+from backline.domain.errors import Conflict, NotFound
+
+T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
+
+MapperFactory = Callable[[], "Mapper[UUID]"]
+
+
+class EventStore(Application[UUID]):
+    """Backline's event-sourced application (one per process)."""
+
+    name = "backline"
+    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "0"}
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        mapper_factory: MapperFactory | None = None,
+    ) -> None:
+        self._mapper_factory = mapper_factory
+        self._listeners: list[Callable[[int], None]] = []
+        self._listeners_lock = threading.Lock()
+        super().__init__(env)
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        if self._mapper_factory is not None:
+            return self._mapper_factory()
+        return super().construct_mapper()
+
+    # -- change notification (wakes in-process projection runners) ----------------
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        super()._notify(recordings)
+        if recordings:
+            position = max(r.notification.id for r in recordings)
+            for listener in list(self._listeners):
+                listener(position)
+
+    # -- helpers for use cases ------------------------------------------------------
+
+    def get(self, aggregate_id: UUID, cls: type[A], *, what: str = "resource") -> A:
+        """Load an aggregate of the given type or raise ``NotFound``."""
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{what.capitalize()} not found.", code=f"{what}_not_found") from None
+        if not isinstance(aggregate, cls):
+            raise NotFound(f"{what.capitalize()} not found.", code=f"{what}_not_found")
+        return aggregate
+
+    def find(self, aggregate_id: UUID, cls: type[A]) -> A | None:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return aggregate if isinstance(aggregate, cls) else None
+
+    def save_all(self, *aggregates: Aggregate | None) -> int:
+        """Save atomically; return the highest notification id written (0 if none)."""
+        recordings: Sequence[Recording[UUID]] = self.save(*aggregates)
+        return max((r.notification.id for r in recordings), default=0)
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+
+class CommandConflict(Conflict):
+    code = "concurrent_modification"
+
+
+def retrying(fn: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run a load-decide-save function, retrying on a version race.
+
+    ``fn`` must reload what it changes on every call. After ``attempts`` races the
+    caller gets a typed 409 instead of an endless loop.
+    """
+    for _ in range(attempts):
+        try:
+            return fn()
+        except IntegrityError:
+            continue
+    raise CommandConflict("The resource was changed concurrently; please retry.")
+
+
+def event_kwargs(**kwargs: Any) -> dict[str, Any]:
+    """Drop ``None`` values (unchanged fields) from a command's keyword arguments."""
+    return {k: v for k, v in kwargs.items() if v is not None}

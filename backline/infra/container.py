@@ -1,0 +1,130 @@
+"""Composition root: builds every port's adapter from settings, once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import structlog
+
+from backline.adapters.msgspec_mapper import make_msgspec_mapper
+from backline.adapters.passwords import Argon2Hasher
+from backline.application.accounts import AccountService
+from backline.application.sessions import SessionService
+from backline.application.store import EventStore
+from backline.infra.settings import Settings
+from backline.projections.db import ReadStore, sqlite_path
+from backline.projections.framework import Projection, ProjectionRunner
+from backline.projections.kv import KeyValueTable
+from backline.projections.profiles import ProfileProjection, ProfileQueries
+
+log = structlog.get_logger(__name__)
+
+
+def event_store_env(database_url: str) -> dict[str, str]:
+    """Translate ``BACKLINE_DATABASE_URL`` into the eventsourcing library's settings."""
+    if database_url.startswith("sqlite"):
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": sqlite_path(database_url),
+            "SQLITE_LOCK_TIMEOUT": "30",
+        }
+    parsed = urlparse(database_url)
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": (parsed.path or "/").lstrip("/") or "postgres",
+        "POSTGRES_HOST": parsed.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(parsed.port or 5432),
+        "POSTGRES_USER": unquote(parsed.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parsed.password or ""),
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "4",
+        "POSTGRES_CONN_MAX_AGE": "600",
+        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+    }
+    schema = parse_qs(parsed.query).get("schema")
+    if schema:
+        env["POSTGRES_SCHEMA"] = schema[0]
+    return env
+
+
+def read_store_url(database_url: str) -> str:
+    parsed = urlparse(database_url)
+    if parsed.query and not database_url.startswith("sqlite"):
+        # The schema option is the event store's; read models use search_path via options.
+        schema = parse_qs(parsed.query).get("schema")
+        base = database_url.split("?", 1)[0]
+        if schema:
+            return f"{base}?options=-csearch_path%3D{schema[0]}"
+        return base
+    return database_url
+
+
+def all_projections() -> list[Projection]:
+    return [ProfileProjection()]
+
+
+@dataclass
+class Container:
+    settings: Settings
+    store: EventStore
+    read: ReadStore
+    runner: ProjectionRunner
+    accounts: AccountService
+    profiles: ProfileQueries
+    kv: KeyValueTable
+    sessions: SessionService
+
+    @classmethod
+    def build(cls, settings: Settings) -> Container:
+        if settings.is_sqlite:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            path = sqlite_path(settings.database_url)
+            if path and path != ":memory:":
+                from pathlib import Path
+
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        store = EventStore(env=event_store_env(settings.database_url), mapper_factory=make_msgspec_mapper)
+        read = ReadStore(read_store_url(settings.database_url))
+        runner = ProjectionRunner(
+            store, read, all_projections(), batch_size=settings.projection_batch_size
+        )
+        runner.setup()
+        kv = KeyValueTable(read)
+        kv.setup()
+        hasher = Argon2Hasher(fast=settings.fast_password_hashing)
+        return cls(
+            settings=settings,
+            store=store,
+            read=read,
+            runner=runner,
+            accounts=AccountService(store, hasher),
+            profiles=ProfileQueries(read),
+            kv=kv,
+            sessions=SessionService(kv),
+        )
+
+    def start_background(self) -> None:
+        if self.settings.projections_in_process:
+            self.runner.start()
+
+    def close(self) -> None:
+        self.runner.stop()
+        self.read.close()
+        self.store.close()
+
+    def health(self, verbose: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": "ok"}
+        if verbose:
+            statuses = self.runner.status()
+            body["event_store"] = {
+                "backend": "sqlite" if self.settings.is_sqlite else "postgres",
+                "head": self.store.max_position(),
+            }
+            body["projections"] = {
+                s.name: {"position": s.position, "lag": s.lag} for s in statuses
+            }
+        return body
