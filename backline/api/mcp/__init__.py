@@ -1,0 +1,1 @@
+"""ONCE MCP: the JSON-RPC endpoint at ``POST /api/mcp`` and its tool registry."""

@@ -1,0 +1,214 @@
+"""The ``backline`` command line."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from backline.infra.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _container(settings: Settings | None = None, *, log: bool = True) -> Any:
+    from backline.infra.container import Container
+    from backline.infra.logging import configure_logging
+
+    settings = settings or _settings()
+    if log:
+        configure_logging(settings.log_format, settings.log_level)
+    return Container.build(settings)
+
+
+@click.group()
+def main() -> None:
+    """Backline: distribution, analytics, audio and licensing for independent musicians."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Interface to bind (default BACKLINE_HOST or 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port (default BACKLINE_PORT or 8000).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str | None, port: int | None, workers: int) -> None:
+    """Run the HTTP API (and, on the embedded default, the projection runner)."""
+    import os
+
+    import uvicorn
+
+    settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
+    os.environ["BACKLINE_HOST"] = host
+    os.environ["BACKLINE_PORT"] = str(port)
+    if not os.environ.get("BACKLINE_PUBLIC_URL"):
+        os.environ["BACKLINE_PUBLIC_URL"] = f"http://{host}:{port}"
+    # Create the data dir and secret once, before workers fork.
+    _settings()
+    from backline.infra.logging import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    uvicorn.run(
+        "backline.infra.asgi:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
+
+
+# -- accounts -------------------------------------------------------------------------
+
+
+@main.group()
+def accounts() -> None:
+    """Manage accounts."""
+
+
+@accounts.command("create")
+@click.argument("email")
+@click.option("--admin", is_flag=True, help="Grant the admin role.")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+def accounts_create(email: str, admin: bool, first_name: str, last_name: str) -> None:
+    """Create an account; the password is read from stdin (or prompted for)."""
+    from backline.domain.errors import DomainError
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    c = _container(log=False)
+    try:
+        result = c.accounts.register(
+            email, password, first_name, last_name, is_admin=admin, provenance="CLI"
+        )
+        c.runner.catch_up()
+    except DomainError as e:
+        raise click.ClickException(f"{e.code}: {e.message}") from None
+    finally:
+        c.close()
+    click.echo(f"created {result.account_id} {result.email}{' (admin)' if admin else ''}")
+
+
+# -- projections ------------------------------------------------------------------------
+
+
+@main.group()
+def projections() -> None:
+    """Run, rebuild and inspect read-model projections."""
+
+
+@projections.command("run")
+@click.option("--once", is_flag=True, help="Catch up and exit instead of following the log.")
+def projections_run(once: bool) -> None:
+    """Run the projection worker (separate process; for Postgres deployments)."""
+    c = _container()
+    try:
+        if once:
+            n = c.runner.catch_up()
+            click.echo(f"processed {n} events")
+            return
+        stop = threading.Event()
+
+        def _stop(*_: Any) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        click.echo("projection worker running; Ctrl-C to stop", err=True)
+        c.runner.run_forever(stop)
+    finally:
+        c.close()
+
+
+@projections.command("rebuild")
+@click.argument("name")
+def projections_rebuild(name: str) -> None:
+    """Drop a projection's tables and replay the whole event log into them."""
+    c = _container()
+    try:
+        if name not in c.runner.projections:
+            raise click.ClickException(
+                f"unknown projection {name!r}; known: {', '.join(sorted(c.runner.projections))}"
+            )
+        started = time.perf_counter()
+        n = c.runner.rebuild(name)
+        elapsed = time.perf_counter() - started
+        rate = n / elapsed if elapsed > 0 else 0.0
+        click.echo(f"rebuilt {name}: {n} events in {elapsed:.2f}s ({rate:,.0f} events/s)")
+    finally:
+        c.close()
+
+
+@projections.command("status")
+def projections_status() -> None:
+    """Position and lag of every projection."""
+    c = _container(log=False)
+    try:
+        click.echo(f"{'projection':<24}{'version':>8}{'position':>12}{'head':>12}{'lag':>10}")
+        for s in c.runner.status():
+            click.echo(f"{s.name:<24}{s.version:>8}{s.position:>12}{s.head:>12}{s.lag:>10}")
+    finally:
+        c.close()
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """Inspect the event store."""
+
+
+@events.command("tail")
+@click.option("--from", "start", default=None, type=int, help="First position (default: last 20).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events.")
+def events_tail(start: int | None, limit: int, follow: bool) -> None:
+    """Print the notification log: position, topic, aggregate, version, state."""
+    c = _container(log=False)
+    try:
+        head = c.store.max_position()
+        position = (max(0, head - limit) if start is None else max(0, start - 1))
+        while True:
+            notes = c.store.recorder.select_notifications(
+                start=position, limit=limit, inclusive_of_start=False
+            )
+            for n in notes:
+                state = _redact(n.state.decode(errors="replace"))
+                click.echo(f"{n.id}\t{n.topic}\t{n.originator_id}\tv{n.originator_version}\t{state}")
+                position = n.id
+            if not follow:
+                break
+            if not notes:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.close()
+
+
+def _redact(state: str) -> str:
+    import re
+
+    return re.sub(
+        r'"([a-z_]*(?:password|secret|token)[a-z_]*)":"[^"]*"', r'"\1":"[redacted]"', state
+    )
+
+
+if __name__ == "__main__":
+    main()
