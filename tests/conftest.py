@@ -135,8 +135,16 @@ def start_server(data_dir: Path, env_overrides: dict[str, str] | None = None) ->
     data_dir.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backline.infra.cli", "serve", "--host", "127.0.0.1",
-         "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "backline.infra.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

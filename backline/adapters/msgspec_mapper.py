@@ -40,7 +40,7 @@ class _NullTranscoder(Transcoder):
 
 
 class _Codec:
-    __slots__ = ("decoder", "fields", "cls", "version")
+    __slots__ = ("cls", "decoder", "fields", "version")
 
     def __init__(self, cls: type[Any]) -> None:
         hints = typing.get_type_hints(cls)

@@ -49,7 +49,8 @@ async def read_fields(request: Request[Any, Any, Any], allowed: set[str]) -> dic
         raw = {}
     else:
         raise ValidationFailed(
-            f"Unsupported content type {ctype!r}; send a form or JSON.", code="unsupported_media_type"
+            f"Unsupported content type {ctype!r}; send a form or JSON.",
+            code="unsupported_media_type",
         )
     fields: dict[str, str] = {}
     for name in allowed:

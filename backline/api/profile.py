@@ -36,7 +36,8 @@ def iso_ms(value: Any) -> str:
     if not isinstance(value, datetime):
         return ""
     value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    stamp: str = value.strftime("%Y-%m-%dT%H:%M:%S.")
+    return stamp + f"{value.microsecond // 1000:03d}Z"
 
 
 def profile_body(row: dict[str, Any], account_id: UUID) -> ProfileResponse:

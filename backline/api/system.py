@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, get
+from litestar.params import FromQuery
 
 from backline.api.auth import services
 from backline.api.forms import in_thread
 
 
-@get("/health", summary="Liveness (and, with ?verbose=1, store head and projection lag)",
-     tags=["System"])
-async def health(request: Request[Any, Any, Any], verbose: int = 0) -> dict[str, Any]:
+@get(
+    "/health",
+    summary="Liveness (and, with ?verbose=1, store head and projection lag)",
+    tags=["System"],
+)
+async def health(request: Request[Any, Any, Any], verbose: FromQuery[int] = 0) -> dict[str, Any]:
     return await in_thread(services(request).health, bool(verbose))
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_201_CREATED, HTTP_303_SEE_OTHER
 
 from backline.api.auth import SESSION_COOKIE, services, session_principal
 from backline.api.errors import status_for
-from backline.api.profile import profile_body
 from backline.api.forms import in_thread, is_json_request, read_fields, safe_next
+from backline.api.profile import profile_body
 from backline.domain.errors import DomainError, Unauthorized
 
 REGISTER_FIELDS = {"email", "password", "first_name", "last_name", "next"}
@@ -44,9 +45,17 @@ class UsersController(Controller):
     tags = ["Sign-in"]
 
     @get("/register", summary="Registration form")
-    async def register_form(self, request: Request[Any, Any, Any], next: str = "") -> Template:
-        return _page("register.html", title="Create your account", next=safe_next(next, ""),
-                     email="", first_name="", last_name="")
+    async def register_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str] = ""
+    ) -> Template:
+        return _page(
+            "register.html",
+            title="Create your account",
+            next=safe_next(next, ""),
+            email="",
+            first_name="",
+            last_name="",
+        )
 
     @post("/register", summary="Submit registration", status_code=HTTP_303_SEE_OTHER)
     async def register(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -66,9 +75,14 @@ class UsersController(Controller):
             if as_json:
                 raise
             return _page(
-                "register.html", status_for(e), title="Create your account", error=e.message,
-                error_code=e.code, next=safe_next(fields.get("next"), ""),
-                email=fields.get("email", ""), first_name=fields.get("first_name", ""),
+                "register.html",
+                status_for(e),
+                title="Create your account",
+                error=e.message,
+                error_code=e.code,
+                next=safe_next(fields.get("next"), ""),
+                email=fields.get("email", ""),
+                first_name=fields.get("first_name", ""),
                 last_name=fields.get("last_name", ""),
             )
         session = await in_thread(svc.sessions.create, result.account_id, result.position)
@@ -79,13 +93,16 @@ class UsersController(Controller):
                 status_code=HTTP_201_CREATED,
             )
         else:
-            response = Redirect(safe_next(fields.get("next"), "/users/settings"),
-                                status_code=HTTP_303_SEE_OTHER)
+            response = Redirect(
+                safe_next(fields.get("next"), "/users/settings"), status_code=HTTP_303_SEE_OTHER
+            )
         response.set_cookie(**cookie)
         return response
 
     @get("/log-in", summary="Login form")
-    async def login_form(self, request: Request[Any, Any, Any], next: str = "") -> Response[Any]:
+    async def login_form(
+        self, request: Request[Any, Any, Any], next: FromQuery[str] = ""
+    ) -> Response[Any]:
         return _page("login.html", title="Sign in", next=safe_next(next, ""), email="")
 
     @post("/log-in", summary="Submit credentials", status_code=HTTP_303_SEE_OTHER)
@@ -101,9 +118,15 @@ class UsersController(Controller):
         except DomainError as e:
             if as_json:
                 raise
-            return _page("login.html", status_for(e), title="Sign in", error=e.message,
-                         error_code=e.code, next=safe_next(fields.get("next"), ""),
-                         email=fields.get("email", ""))
+            return _page(
+                "login.html",
+                status_for(e),
+                title="Sign in",
+                error=e.message,
+                error_code=e.code,
+                next=safe_next(fields.get("next"), ""),
+                email=fields.get("email", ""),
+            )
         # A fresh session on every sign-in (no fixation): the old one, if any, is destroyed.
         await in_thread(svc.sessions.destroy, request.cookies.get(SESSION_COOKIE))
         session = await in_thread(svc.sessions.create, result.account_id, result.position)
@@ -111,8 +134,9 @@ class UsersController(Controller):
         if as_json:
             response: Response[Any] = Response({"userId": str(result.account_id)}, status_code=200)
         else:
-            response = Redirect(safe_next(fields.get("next"), "/users/settings"),
-                                status_code=HTTP_303_SEE_OTHER)
+            response = Redirect(
+                safe_next(fields.get("next"), "/users/settings"), status_code=HTTP_303_SEE_OTHER
+            )
         response.set_cookie(**cookie)
         return response
 
@@ -120,8 +144,12 @@ class UsersController(Controller):
     async def logout(self, request: Request[Any, Any, Any]) -> Response[Any]:
         return await self._logout(request, redirect=False)
 
-    @post("/log-out", summary="Log out (HTML form)", status_code=HTTP_303_SEE_OTHER,
-          include_in_schema=False)
+    @post(
+        "/log-out",
+        summary="Log out (HTML form)",
+        status_code=HTTP_303_SEE_OTHER,
+        include_in_schema=False,
+    )
     async def logout_form(self, request: Request[Any, Any, Any]) -> Response[Any]:
         return await self._logout(request, redirect=True)
 
@@ -160,8 +188,12 @@ class UsersController(Controller):
         if profile is None:
             # The projection lags: fall back to the aggregate (never for listing).
             account = svc.accounts.get(principal.account_id)
-            profile = {"email": account.email, "first_name": account.first_name,
-                       "last_name": account.last_name, "avatar_url": account.avatar_url}
+            profile = {
+                "email": account.email,
+                "first_name": account.first_name,
+                "last_name": account.last_name,
+                "avatar_url": account.avatar_url,
+            }
         return profile
 
     async def _update(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -183,24 +215,39 @@ class UsersController(Controller):
                 avatar_url=fields.get("avatar_url"),
             )
             if fields.get("new_password"):
-                position = max(position, await in_thread(
-                    svc.accounts.change_password,
-                    principal.account_id,
-                    fields.get("current_password", ""),
-                    fields["new_password"],
-                ))
+                position = max(
+                    position,
+                    await in_thread(
+                        svc.accounts.change_password,
+                        principal.account_id,
+                        fields.get("current_password", ""),
+                        fields["new_password"],
+                    ),
+                )
         except DomainError as e:
             if as_json:
                 raise
             profile = await in_thread(self._profile, request, principal)
             profile = {**profile, **{k: v for k, v in fields.items() if "password" not in k}}
-            return _page("settings.html", status_for(e), title="Settings", profile=profile,
-                         signed_in=True, error=e.message, error_code=e.code)
+            return _page(
+                "settings.html",
+                status_for(e),
+                title="Settings",
+                profile=profile,
+                signed_in=True,
+                error=e.message,
+                error_code=e.code,
+            )
         if principal.session is not None and position:
             await in_thread(svc.sessions.note_position, principal.session, position)
             await in_thread(svc.runner.wait_for, position, ["profiles"], 5.0)
         profile = await in_thread(self._profile, request, principal)
         if as_json:
             return Response(profile_body(profile, principal.account_id))
-        return _page("settings.html", title="Settings", profile=profile, signed_in=True,
-                     notice="Settings saved.")
+        return _page(
+            "settings.html",
+            title="Settings",
+            profile=profile,
+            signed_in=True,
+            notice="Settings saved.",
+        )

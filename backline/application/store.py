@@ -63,7 +63,7 @@ class EventStore(Application[UUID]):
     def get(self, aggregate_id: UUID, cls: type[A], *, what: str = "resource") -> A:
         """Load an aggregate of the given type or raise ``NotFound``."""
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise NotFound(f"{what.capitalize()} not found.", code=f"{what}_not_found") from None
         if not isinstance(aggregate, cls):
@@ -72,7 +72,7 @@ class EventStore(Application[UUID]):
 
     def find(self, aggregate_id: UUID, cls: type[A]) -> A | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         return aggregate if isinstance(aggregate, cls) else None

@@ -77,9 +77,7 @@ def normalize_email(raw: str) -> str:
             field="email",
         )
     if not _EMAIL_RE.match(email):
-        raise ValidationFailed(
-            "Email is not a valid address.", code="invalid_email", field="email"
-        )
+        raise ValidationFailed("Email is not a valid address.", code="invalid_email", field="email")
     return email
 
 
@@ -144,9 +142,7 @@ def clean_avatar(value: str | None) -> str:
         return ""
     cleaned = value.strip()
     if len(cleaned) > MAX_URL_LENGTH:
-        raise ValidationFailed(
-            "avatar_url is too long.", code="invalid_field", field="avatar_url"
-        )
+        raise ValidationFailed("avatar_url is too long.", code="invalid_field", field="avatar_url")
     if cleaned and not (cleaned.startswith("https://") or cleaned.startswith("/api/files/")):
         raise ValidationFailed(
             "avatar_url must be an https URL or one of your uploaded files.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -36,13 +37,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default=None, help="Interface to bind (default BACKLINE_HOST or 127.0.0.1).")
+@click.option(
+    "--host", default=None, help="Interface to bind (default BACKLINE_HOST or 127.0.0.1)."
+)
 @click.option("--port", default=None, type=int, help="Port (default BACKLINE_PORT or 8000).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str | None, port: int | None, workers: int) -> None:
     """Run the HTTP API (and, on the embedded default, the projection runner)."""
-    import os
-
     import uvicorn
 
     settings = _settings()
@@ -117,6 +118,10 @@ def projections() -> None:
 def projections_run(once: bool) -> None:
     """Run the projection worker (separate process; for Postgres deployments)."""
     c = _container()
+    delay = float(os.environ.get("BACKLINE_PROJECTION_COMMIT_DELAY", "0") or 0)
+    if delay > 0:
+        # Fault-injection for crash tests: hold each batch's transaction open a while.
+        c.runner.before_commit = lambda _name, _pos: time.sleep(delay)
     try:
         if once:
             n = c.runner.catch_up()
@@ -183,14 +188,16 @@ def events_tail(start: int | None, limit: int, follow: bool) -> None:
     c = _container(log=False)
     try:
         head = c.store.max_position()
-        position = (max(0, head - limit) if start is None else max(0, start - 1))
+        position = max(0, head - limit) if start is None else max(0, start - 1)
         while True:
             notes = c.store.recorder.select_notifications(
                 start=position, limit=limit, inclusive_of_start=False
             )
             for n in notes:
                 state = _redact(n.state.decode(errors="replace"))
-                click.echo(f"{n.id}\t{n.topic}\t{n.originator_id}\tv{n.originator_version}\t{state}")
+                click.echo(
+                    f"{n.id}\t{n.topic}\t{n.originator_id}\tv{n.originator_version}\t{state}"
+                )
                 position = n.id
             if not follow:
                 break

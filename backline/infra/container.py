@@ -87,7 +87,9 @@ class Container:
                 from pathlib import Path
 
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        store = EventStore(env=event_store_env(settings.database_url), mapper_factory=make_msgspec_mapper)
+        store = EventStore(
+            env=event_store_env(settings.database_url), mapper_factory=make_msgspec_mapper
+        )
         read = ReadStore(read_store_url(settings.database_url))
         runner = ProjectionRunner(
             store, read, all_projections(), batch_size=settings.projection_batch_size
@@ -124,7 +126,5 @@ class Container:
                 "backend": "sqlite" if self.settings.is_sqlite else "postgres",
                 "head": self.store.max_position(),
             }
-            body["projections"] = {
-                s.name: {"position": s.position, "lag": s.lag} for s in statuses
-            }
+            body["projections"] = {s.name: {"position": s.position, "lag": s.lag} for s in statuses}
         return body

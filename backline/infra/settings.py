@@ -74,9 +74,7 @@ class Settings:
         data_dir = Path(get("DATA_DIR", "./var")).expanduser()
         database_url = get("DATABASE_URL") or f"sqlite:///{(data_dir / 'backline.db').as_posix()}"
         if not database_url.startswith(("sqlite:", "postgresql:", "postgres:")):
-            raise SettingsError(
-                "BACKLINE_DATABASE_URL must start with sqlite:/// or postgresql://"
-            )
+            raise SettingsError("BACKLINE_DATABASE_URL must start with sqlite:/// or postgresql://")
         host = get("HOST", "127.0.0.1")
         port = _int("BACKLINE_PORT", get("PORT"), 8000)
         public_url = (get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
@@ -95,7 +93,9 @@ class Settings:
         log_format = get("LOG_FORMAT", "json" if production else "console")
         if log_format not in ("console", "json"):
             raise SettingsError("BACKLINE_LOG_FORMAT must be console or json")
-        origins = tuple(o.strip().rstrip("/") for o in get("ALLOWED_ORIGINS").split(",") if o.strip())
+        origins = tuple(
+            o.strip().rstrip("/") for o in get("ALLOWED_ORIGINS").split(",") if o.strip()
+        )
         return Settings(
             data_dir=data_dir,
             database_url=database_url,
@@ -112,7 +112,9 @@ class Settings:
             ),
             aimd_origin=get("AIMD_ORIGIN", "https://app.aimusicdistributor.com").rstrip("/"),
             allowed_origins=origins,
-            max_request_bytes=_int("BACKLINE_MAX_REQUEST_BYTES", get("MAX_REQUEST_BYTES"), 1_048_576),
+            max_request_bytes=_int(
+                "BACKLINE_MAX_REQUEST_BYTES", get("MAX_REQUEST_BYTES"), 1_048_576
+            ),
             fast_password_hashing=_bool(get("FAST_PASSWORD_HASHING"), False) and not production,
             secret_key_generated=generated,
         )

@@ -192,9 +192,7 @@ class Tx:
     def decode_row(self, table: Table, values: Sequence[Any]) -> dict[str, Any]:
         if self.dialect == "postgres":
             return dict(zip(table.column_names, values, strict=True))
-        return {
-            c.name: _from_sqlite(v, c.type) for c, v in zip(table.columns, values, strict=True)
-        }
+        return {c.name: _from_sqlite(v, c.type) for c, v in zip(table.columns, values, strict=True)}
 
     def get_row(self, table: Table, key: Sequence[Any]) -> dict[str, Any] | None:
         values = self.fetchone(table.select_sql(), key)

@@ -300,7 +300,9 @@ class ProjectionRunner:
 
     # -- read-your-writes -------------------------------------------------------------
 
-    def wait_for(self, position: int, names: Sequence[str] | None = None, timeout: float = 5.0) -> bool:
+    def wait_for(
+        self, position: int, names: Sequence[str] | None = None, timeout: float = 5.0
+    ) -> bool:
         """Block until the named projections have passed ``position`` (bounded)."""
         if position <= 0:
             return True

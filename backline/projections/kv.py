@@ -36,9 +36,18 @@ class KeyValueTable:
     def set(self, namespace: str, key: str, value: bytes, expires_in: float | None) -> None:
         expires_at = time.time() + expires_in if expires_in else None
         with self.read.transaction() as tx:
-            tx.execute(KV.upsert_sql(), tx.encode_row(KV, {
-                "namespace": namespace, "key": key, "value": value, "expires_at": expires_at,
-            }))
+            tx.execute(
+                KV.upsert_sql(),
+                tx.encode_row(
+                    KV,
+                    {
+                        "namespace": namespace,
+                        "key": key,
+                        "value": value,
+                        "expires_at": expires_at,
+                    },
+                ),
+            )
 
     def get(self, namespace: str, key: str, renew_for: float | None = None) -> bytes | None:
         now = time.time()
