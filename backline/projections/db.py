@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any, Literal
 
 import msgspec
@@ -42,6 +43,17 @@ _SQL_TYPES: dict[Dialect, dict[ColumnType, str]] = {
 }
 
 
+_PG_COPY_TYPES: dict[ColumnType, str] = {
+    "text": "text",
+    "int": "int8",
+    "bool": "bool",
+    "float": "float8",
+    "json": "jsonb",
+    "timestamp": "timestamptz",
+    "bytes": "bytea",
+}
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -65,11 +77,41 @@ class Table:
     primary_key: tuple[str, ...]
     indexes: tuple[Index, ...] = ()
     column_names: tuple[str, ...] = field(init=False)
+    getter: Any = field(init=False, repr=False, compare=False)
+    key_getter: Any = field(init=False, repr=False, compare=False)
+    convert_pg: tuple[tuple[int, ColumnType], ...] = field(init=False, repr=False)
+    convert_sqlite: tuple[tuple[int, ColumnType], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "column_names", tuple(c.name for c in self.columns))
+        names = tuple(c.name for c in self.columns)
+        object.__setattr__(self, "column_names", names)
+        getter = itemgetter(*names)
+        # itemgetter of one name returns a scalar; rows are always tuples.
+        object.__setattr__(
+            self, "getter", getter if len(names) > 1 else (lambda row: (getter(row),))
+        )
+        key_getter = itemgetter(*self.primary_key)
+        object.__setattr__(
+            self,
+            "key_getter",
+            key_getter if len(self.primary_key) > 1 else (lambda row: (key_getter(row),)),
+        )
+        object.__setattr__(
+            self,
+            "convert_pg",
+            tuple((i, c.type) for i, c in enumerate(self.columns) if c.type == "json"),
+        )
+        object.__setattr__(
+            self,
+            "convert_sqlite",
+            tuple(
+                (i, c.type)
+                for i, c in enumerate(self.columns)
+                if c.type in ("json", "timestamp")  # sqlite3 stores bool as 0/1 itself
+            ),
+        )
 
-    def ddl(self, dialect: Dialect) -> list[str]:
+    def ddl(self, dialect: Dialect, *, indexes: bool = True) -> list[str]:
         types = _SQL_TYPES[dialect]
         cols = ", ".join(
             f"{c.name} {types[c.type]}{'' if c.nullable else ' NOT NULL'}" for c in self.columns
@@ -78,6 +120,10 @@ class Table:
             f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}, "
             f"PRIMARY KEY ({', '.join(self.primary_key)}))"
         ]
+        return stmts + self.index_ddl() if indexes else stmts
+
+    def index_ddl(self) -> list[str]:
+        stmts = []
         for ix in self.indexes:
             unique = "UNIQUE " if ix.unique else ""
             stmts.append(
@@ -86,11 +132,15 @@ class Table:
             )
         return stmts
 
+    def pg_types(self) -> list[str]:
+        return [_PG_COPY_TYPES[c.type] for c in self.columns]
+
     def drop(self) -> str:
         return f"DROP TABLE IF EXISTS {self.name}"
 
     def key(self, row: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(row[k] for k in self.primary_key)
+        key: tuple[Any, ...] = self.key_getter(row)
+        return key
 
     def upsert_sql(self) -> str:
         cols = ", ".join(self.column_names)
@@ -117,12 +167,12 @@ class Table:
 def _to_sqlite(value: Any, type_: ColumnType) -> Any:
     if value is None:
         return None
-    if type_ == "bool":
-        return 1 if value else 0
     if type_ == "json":
         return msgspec.json.encode(value).decode()
     if type_ == "timestamp" and isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.isoformat()
     return value
 
 
@@ -186,8 +236,15 @@ class Tx:
     # -- typed row helpers -------------------------------------------------------------
 
     def encode_row(self, table: Table, row: dict[str, Any]) -> tuple[Any, ...]:
+        values: tuple[Any, ...] = table.getter(row)
+        converted = table.convert_pg if self.dialect == "postgres" else table.convert_sqlite
+        if not converted:
+            return values
+        out = list(values)
         conv = _to_postgres if self.dialect == "postgres" else _to_sqlite
-        return tuple(conv(row.get(c.name), c.type) for c in table.columns)
+        for i, type_ in converted:
+            out[i] = conv(out[i], type_)
+        return tuple(out)
 
     def decode_row(self, table: Table, values: Sequence[Any]) -> dict[str, Any]:
         if self.dialect == "postgres":
@@ -207,6 +264,21 @@ class Tx:
         if tail:
             sql += f" {tail}"
         return [self.decode_row(table, r) for r in self.fetchall(sql, params)]
+
+    def insert_rows(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        """Plain bulk insert of rows known not to exist (COPY on Postgres)."""
+        cols = ", ".join(table.column_names)
+        if self.dialect != "postgres":
+            marks = ", ".join("?" for _ in table.columns)
+            self.conn.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", rows)
+            return
+        with (
+            self.conn.cursor(binary=True) as cur,
+            cur.copy(f"COPY {table.name} ({cols}) FROM STDIN (FORMAT BINARY)") as copy,
+        ):
+            copy.set_types(table.pg_types())
+            for r in rows:
+                copy.write_row(r)
 
     def copy_rows(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
         """Bulk upsert: COPY into a staging table, then one INSERT .. ON CONFLICT."""

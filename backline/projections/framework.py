@@ -11,6 +11,8 @@ locked and re-checked inside the transaction, so only one applies a given batch.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +43,7 @@ TRACKING = Table(
 )
 
 _DELETED = object()
+_MISSING = object()
 
 
 def handles(*event_classes: type[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -55,37 +58,51 @@ def handles(*event_classes: type[Any]) -> Callable[[Callable[..., None]], Callab
 
 
 class Batch:
-    """Unit of work for one batch: cached reads, coalesced writes, one flush."""
+    """Unit of work for one batch: cached reads, coalesced writes, one flush.
 
-    def __init__(self, tx: Tx, tables: Sequence[Table]) -> None:
+    ``put`` takes ownership of the dict it is given. ``known_new`` (used by rebuilds)
+    is the set of keys this rebuild has already written: any other key cannot exist in
+    the freshly created tables, so it is inserted without a lookup or an upsert.
+    """
+
+    def __init__(self, tx: Tx, tables: Sequence[Table], known_new: set[Any] | None = None) -> None:
         self.tx = tx
         self._tables = {t.name: t for t in tables}
         self._rows: dict[str, dict[tuple[Any, ...], Any]] = {t.name: {} for t in tables}
+        self._known = known_new
 
     def table(self, name: str) -> Table:
         return self._tables[name]
 
-    def get(self, table: str, *key: Any) -> dict[str, Any] | None:
+    def _lookup(self, table: str, key: tuple[Any, ...]) -> dict[str, Any] | None:
         rows = self._rows[table]
-        if key in rows:
-            row = rows[key]
-            return None if row is _DELETED else dict(row)
-        found = self.tx.get_row(self._tables[table], key)
-        rows[key] = _DELETED if found is None else found
-        return dict(found) if found is not None else None
+        row = rows.get(key, _MISSING)
+        if row is _MISSING:
+            if self._known is not None and (table, key) not in self._known:
+                found = None
+            else:
+                found = self.tx.get_row(self._tables[table], key)
+            rows[key] = _DELETED if found is None else found
+            return found
+        return None if row is _DELETED else row
+
+    def get(self, table: str, *key: Any) -> dict[str, Any] | None:
+        row = self._lookup(table, key)
+        return dict(row) if row is not None else None
 
     def put(self, table: str, row: dict[str, Any]) -> None:
         spec = self._tables[table]
-        full = {c: row.get(c) for c in spec.column_names}
-        self._rows[table][spec.key(full)] = full
+        if len(row) != len(spec.column_names):
+            row = {c: row.get(c) for c in spec.column_names}
+        self._rows[table][spec.key(row)] = row
 
     def patch(self, table: str, *key: Any, **changes: Any) -> dict[str, Any] | None:
-        row = self.get(table, *key)
+        row = self._lookup(table, key)
         if row is None:
             return None
         row.update(changes)
-        self.put(table, row)
-        return row
+        self._rows[table][key] = row
+        return dict(row)
 
     def delete(self, table: str, *key: Any) -> None:
         self._rows[table][tuple(key)] = _DELETED
@@ -96,16 +113,34 @@ class Batch:
         return self.tx.execute(sql, params)
 
     def flush(self) -> None:
+        known = self._known
         for name, rows in self._rows.items():
             if not rows:
                 continue
             spec = self._tables[name]
             deletes = [k for k, v in rows.items() if v is _DELETED]
-            upserts = [self.tx.encode_row(spec, v) for v in rows.values() if v is not _DELETED]
+            if known is None:
+                upserts = [self.tx.encode_row(spec, v) for v in rows.values() if v is not _DELETED]
+                if deletes:
+                    self.tx.executemany(spec.delete_sql(), deletes)
+                if upserts:
+                    self.tx.copy_rows(spec, upserts)
+                continue
+            fresh, seen = [], []
+            for k, v in rows.items():
+                if v is _DELETED:
+                    continue
+                if (name, k) in known:
+                    seen.append(self.tx.encode_row(spec, v))
+                else:
+                    fresh.append(self.tx.encode_row(spec, v))
+                    known.add((name, k))
             if deletes:
-                self.tx.executemany(spec.delete_sql(), deletes)
-            if upserts:
-                self.tx.copy_rows(spec, upserts)
+                self.tx.executemany(spec.delete_sql(), [k for k in deletes if (name, k) in known])
+            if seen:
+                self.tx.copy_rows(spec, seen)
+            if fresh:
+                self.tx.insert_rows(spec, fresh)
         self._rows = {n: {} for n in self._tables}
 
 
@@ -139,6 +174,13 @@ class Projection:
 
 
 @dataclass(frozen=True)
+class _Fetched:
+    start: int
+    new_position: int
+    events: list[Any]
+
+
+@dataclass(frozen=True)
 class ProjectionStatus:
     name: str
     version: int
@@ -159,7 +201,7 @@ class ProjectionRunner:
         *,
         batch_size: int = 500,
         poll_interval: float = 0.25,
-        rebuild_batch_size: int = 5000,
+        rebuild_batch_size: int = 10000,
     ) -> None:
         self.store = store
         self.read = read
@@ -214,14 +256,8 @@ class ProjectionRunner:
             row = tx.fetchone("SELECT position FROM projection_tracking WHERE name = ?", (name,))
         return int(row[0]) if row else 0
 
-    def process_batch(self, name: str, *, batch_size: int | None = None) -> int:
-        """Apply the next batch of one projection; return how many events were read."""
-        projection = self.projections[name]
-        size = batch_size or self.batch_size
-        start = self.position(name)
-        head = self.store.max_position()
-        if start >= head:
-            return 0
+    def _read(self, projection: Projection, start: int, head: int, size: int) -> _Fetched:
+        """Read and decode the next batch after ``start`` (up to ``head``)."""
         notifications = self.store.recorder.select_notifications(
             start=start,
             limit=size,
@@ -229,41 +265,108 @@ class ProjectionRunner:
             topics=projection.topics,
             inclusive_of_start=False,
         )
+        # With a topic filter a short batch means "nothing more of ours up to head".
         new_position = notifications[-1].id if len(notifications) == size else head
-        if not notifications:
-            new_position = head
-        mapper = self.store.mapper
-        events = [mapper.to_domain_event(n) for n in notifications]
+        to_event = self.store.mapper.to_domain_event
+        return _Fetched(start, new_position, [to_event(n) for n in notifications])
+
+    def _apply(self, name: str, fetched: _Fetched, known_new: set[Any] | None = None) -> bool:
+        """Apply one batch and move tracking, atomically; False if another runner moved it."""
+        projection = self.projections[name]
         with self.read.transaction() as tx:
             lock = " FOR UPDATE" if tx.dialect == "postgres" else ""
             row = tx.fetchone(
                 f"SELECT position FROM projection_tracking WHERE name = ?{lock}", (name,)
             )
-            if row is None or int(row[0]) != start:
-                return 0  # another runner moved it; re-read next round
-            batch = Batch(tx, projection.tables)
-            projection.apply(batch, events)
+            if row is None or int(row[0]) != fetched.start:
+                return False
+            batch = Batch(tx, projection.tables, known_new=known_new)
+            projection.apply(batch, fetched.events)
             batch.flush()
             tx.execute(
                 "UPDATE projection_tracking SET position = ?, updated_at = ? WHERE name = ?",
-                (new_position, _now(tx), name),
+                (fetched.new_position, _now(tx), name),
             )
             if self.before_commit is not None:
-                self.before_commit(name, new_position)
+                self.before_commit(name, fetched.new_position)
         with self._progress:
             self._progress.notify_all()
-        return max(len(notifications), 1)
+        return True
+
+    def process_batch(self, name: str, *, batch_size: int | None = None) -> int:
+        """Apply the next batch of one projection; return how many events it applied.
+
+        Returns -1 when only the position moved (no events of this projection's topics).
+        0 means nothing to do (or another runner took the batch).
+        """
+        projection = self.projections[name]
+        start = self.position(name)
+        head = self.store.max_position()
+        if start >= head:
+            return 0
+        fetched = self._read(projection, start, head, batch_size or self.batch_size)
+        if not self._apply(name, fetched):
+            return 0
+        return len(fetched.events) or -1
 
     def catch_up(self, name: str | None = None, *, batch_size: int | None = None) -> int:
+        """Process until caught up with the head seen at the start; return events applied.
+
+        Reading the next batch overlaps with applying the current one (a reader thread),
+        so a long catch-up or a rebuild runs at close to the log's raw read speed.
+        """
         names = [name] if name else list(self.projections)
-        total = 0
-        for n in names:
+        return sum(self._catch_up_one(n, batch_size or self.batch_size) for n in names)
+
+    def _catch_up_one(self, name: str, size: int, known_new: set[Any] | None = None) -> int:
+        projection = self.projections[name]
+        start = self.position(name)
+        head = self.store.max_position()
+        if start >= head:
+            return 0
+        fetched_q: queue.Queue[_Fetched | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def reader() -> None:
+            position = start
+            try:
+                while position < head and not stop.is_set():
+                    fetched = self._read(projection, position, head, size)
+                    fetched_q.put(fetched)
+                    position = fetched.new_position
+            except BaseException as e:  # handed to the applying thread
+                fetched_q.put(e)
+            fetched_q.put(None)
+
+        thread = threading.Thread(target=reader, name=f"catch-up-{name}", daemon=True)
+        thread.start()
+        applied = 0
+        try:
             while True:
-                done = self.process_batch(n, batch_size=batch_size)
-                if not done:
+                item = fetched_q.get()
+                if item is None:
                     break
-                total += done
-        return total
+                if isinstance(item, BaseException):
+                    raise item
+                if not self._apply(name, item, known_new):
+                    break  # another runner is ahead; it will carry on
+                applied += len(item.events)
+        finally:
+            stop.set()
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    fetched_q.get(timeout=0.1)
+            thread.join()
+        # Events recorded while we were catching up are picked up by the next round.
+        return applied + self._catch_up_rest(name, size)
+
+    def _catch_up_rest(self, name: str, size: int) -> int:
+        total = 0
+        while True:
+            done = self.process_batch(name, batch_size=size)
+            if done == 0:
+                return total
+            total += max(done, 0)
 
     def rebuild(self, name: str) -> int:
         """Drop the projection's tables and replay the whole log (batched)."""
@@ -271,7 +374,8 @@ class ProjectionRunner:
         with self.read.transaction() as tx:
             for table in projection.tables:
                 tx.execute(table.drop())
-                for stmt in table.ddl(tx.dialect):
+                # Secondary indexes are built once at the end (bulk-load), not per row.
+                for stmt in table.ddl(tx.dialect, indexes=False):
                     tx.execute(stmt)
             tx.execute(
                 "INSERT INTO projection_tracking (name, position, version, updated_at) "
@@ -279,7 +383,15 @@ class ProjectionRunner:
                 "version = excluded.version, updated_at = excluded.updated_at",
                 (name, projection.version, _now(tx)),
             )
-        return self.catch_up(name, batch_size=self.rebuild_batch_size)
+        # Every key is new until this rebuild writes it: rows go straight in (COPY on
+        # Postgres) and lookups of unseen keys skip the database.
+        try:
+            return self._catch_up_one(name, self.rebuild_batch_size, known_new=set())
+        finally:
+            with self.read.transaction() as tx:
+                for table in projection.tables:
+                    for stmt in table.index_ddl():
+                        tx.execute(stmt)
 
     def status(self) -> list[ProjectionStatus]:
         head = self.store.max_position()
@@ -317,8 +429,8 @@ class ProjectionRunner:
                 return False
             if self._thread is None:
                 # No background runner in this process: do the work ourselves.
-                for n in targets:
-                    self.process_batch(n)
+                if not any(self.process_batch(n) for n in targets):
+                    time.sleep(0.02)
                 continue
             with self._progress:
                 self._progress.wait(timeout=min(remaining, 0.05))
@@ -329,7 +441,7 @@ class ProjectionRunner:
         stop_event = stop or self._stop
         while not stop_event.is_set():
             try:
-                progressed = sum(self.process_batch(n) for n in self.projections)
+                progressed = sum(abs(self.process_batch(n)) for n in self.projections)
             except Exception:
                 log.exception("projection_batch_failed")
                 progressed = 0
