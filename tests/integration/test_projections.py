@@ -55,7 +55,7 @@ def test_catch_up_builds_profiles_and_tracks_position(container: Container) -> N
     row = container.profiles.get(a.account_id)
     assert row is not None
     assert (row["first_name"], row["last_name"], row["is_admin"]) == ("Augusta", "Lovelace", False)
-    [status] = container.runner.status()
+    status = next(s for s in container.runner.status() if s.name == "profiles")
     assert status.lag == 0
     assert status.position == container.store.max_position()
 
@@ -102,12 +102,12 @@ def test_two_runners_never_apply_a_batch_twice(container: Container, tmp_path: P
     seed_accounts(container, 1000)
     settings = make_settings(container.settings.database_url, tmp_path / "other")
     other = Container.build(settings)
-    applied: list[int] = []
+    applied: list[tuple[str, int]] = []
     lock = threading.Lock()
 
     def count(name: str, position: int) -> None:
         with lock:
-            applied.append(position)
+            applied.append((name, position))
 
     container.runner.before_commit = count
     other.runner.before_commit = count
@@ -152,7 +152,7 @@ def test_version_bump_triggers_rebuild(container: Container, tmp_path: Path) -> 
         tx.execute("DELETE FROM account_profiles")
     container.runner.setup()  # sees the old version: drops, recreates, replays
     assert len(profile_rows(container)) == 1
-    [status] = container.runner.status()
+    status = next(s for s in container.runner.status() if s.name == "profiles")
     assert status.stored_version == status.version
 
 
