@@ -15,8 +15,12 @@ from litestar.template.config import TemplateConfig
 
 from backline.api.deps import ApiConfig, Services
 from backline.api.errors import EXCEPTION_HANDLERS
+from backline.api.keys import ApiKeysController, v1_me
+from backline.api.mcp.endpoint import mcp_endpoint
 from backline.api.middleware import BearerAwareCSRFMiddleware, RequestIdMiddleware
+from backline.api.oauth import ROUTES as OAUTH_ROUTES
 from backline.api.profile import ProfileController
+from backline.api.ratelimit import RateLimitMiddleware
 from backline.api.system import health, openapi_json
 from backline.api.users import UsersController
 
@@ -28,6 +32,7 @@ CSRF_EXEMPT = [
     "^/api/mcp",
     "^/oauth/token",
     "^/oauth/register",
+    "^/oauth/revoke",
     "^/api/stripe/webhook",
     "^/api/v1/",
 ]
@@ -50,9 +55,19 @@ def create_app(services: Services, config: ApiConfig, *, start_background: bool 
         exclude=CSRF_EXEMPT,
     )
     app = Litestar(
-        route_handlers=[health, openapi_json, UsersController, ProfileController],
+        route_handlers=[
+            health,
+            openapi_json,
+            UsersController,
+            ProfileController,
+            *OAUTH_ROUTES,
+            mcp_endpoint,
+            ApiKeysController,
+            v1_me,
+        ],
         middleware=[
             RequestIdMiddleware,
+            RateLimitMiddleware,
             DefineMiddleware(BearerAwareCSRFMiddleware, config=csrf),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backline.application.accounts import AccountService
+from backline.application.api_keys import ApiKeyService
+from backline.application.oauth import OAuthService
 from backline.application.sessions import SessionService
+from backline.projections.credentials import CredentialQueries
 from backline.projections.framework import ProjectionRunner
 from backline.projections.profiles import ProfileQueries
+from backline.projections.ratelimits import SqlRateLimitStorage
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,18 @@ class ApiConfig:
     max_request_bytes: int = 1_048_576
     aimd_origin: str = "https://app.aimusicdistributor.com"
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    # OAuth / MCP / API keys (issue 3)
+    first_party_client_ids: tuple[str, ...] = field(default_factory=tuple)
+    rate_limit_v1_read: str = "300 per 60 seconds"
+    rate_limit_v1_write: str = "60 per 60 seconds"
+    rate_limit_mcp: str = "300 per 60 seconds"
+    rate_limit_auth: str = "30 per 60 seconds"
+    rate_limit_first_party: str = "10 per 60 seconds"
+
+    @property
+    def mcp_url(self) -> str:
+        """The protected resource (RFC 9728 ``resource``, RFC 8707 audience)."""
+        return f"{self.public_url}/api/mcp"
 
 
 class Services(Protocol):
@@ -27,6 +43,10 @@ class Services(Protocol):
     profiles: ProfileQueries
     sessions: SessionService
     runner: ProjectionRunner
+    oauth: OAuthService
+    api_keys: ApiKeyService
+    credentials: CredentialQueries
+    rate_limits: SqlRateLimitStorage
 
     def health(self, verbose: bool = False) -> dict[str, Any]: ...
 

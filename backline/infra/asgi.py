@@ -20,6 +20,12 @@ def api_config(settings: Settings) -> ApiConfig:
         max_request_bytes=settings.max_request_bytes,
         aimd_origin=settings.aimd_origin,
         allowed_origins=settings.allowed_origins,
+        first_party_client_ids=settings.first_party_client_ids,
+        rate_limit_v1_read=settings.rate_limit_v1_read,
+        rate_limit_v1_write=settings.rate_limit_v1_write,
+        rate_limit_mcp=settings.rate_limit_mcp,
+        rate_limit_auth=settings.rate_limit_auth,
+        rate_limit_first_party=settings.rate_limit_first_party,
     )
 
 

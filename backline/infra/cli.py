@@ -217,5 +217,144 @@ def _redact(state: str) -> str:
     )
 
 
+# -- OAuth clients and tokens (issue 3) ---------------------------------------------------
+
+
+@main.group()
+def oauth() -> None:
+    """OAuth 2.1 authorization server administration."""
+
+
+@oauth.group("clients")
+def oauth_clients() -> None:
+    """Dynamically registered OAuth clients."""
+
+
+@oauth_clients.command("list")
+def oauth_clients_list() -> None:
+    """Every registered client: id, name, redirect URIs, status."""
+    c = _container(log=False)
+    try:
+        c.runner.catch_up("credentials")
+        for row in c.credentials.clients():
+            status = "revoked" if row["revoked"] else "active"
+            uris = " ".join(row["redirect_uris"] or [])
+            click.echo(f"{row['client_id']}\t{status}\t{row['client_name'] or '-'}\t{uris}")
+    finally:
+        c.close()
+
+
+@oauth_clients.command("revoke")
+@click.argument("client_id")
+def oauth_clients_revoke(client_id: str) -> None:
+    """Revoke a client: its tokens stop working at once, it can no longer sign in."""
+    c = _container(log=False)
+    try:
+        if not c.oauth.revoke_client(client_id):
+            raise click.ClickException(f"unknown client {client_id!r}")
+        c.runner.catch_up("credentials")
+    finally:
+        c.close()
+    click.echo(f"revoked {client_id}")
+
+
+@main.group()
+def tokens() -> None:
+    """Operator escape hatch: mint OAuth access tokens."""
+
+
+@tokens.command("issue")
+@click.argument("email")
+@click.option("--scope", default="once:mcp", show_default=True)
+def tokens_issue(email: str, scope: str) -> None:
+    """Print an access token (and refresh token) for EMAIL's account."""
+    from backline.domain.errors import DomainError
+
+    c = _container(log=False)
+    try:
+        account_id = c.accounts.account_id_for_email(email)
+        if account_id is None:
+            raise click.ClickException(f"no account with email {email!r}")
+        try:
+            issued = c.oauth.issue_direct(
+                account_id,
+                client_id="backline-cli",
+                scope=scope,
+                audience=f"{c.settings.public_url}/api/mcp",
+                via="cli",
+            )
+        except DomainError as e:
+            raise click.ClickException(f"{e.code}: {e.message}") from None
+    finally:
+        c.close()
+    click.echo(issued.access_token)
+    click.echo(f"# refresh_token {issued.refresh_token}", err=True)
+    click.echo(f"# expires_in {issued.expires_in}s, scope {issued.scope}", err=True)
+
+
+# -- credit ledgers (issue 5) ------------------------------------------------------------
+
+
+@main.group()
+def ledger() -> None:
+    """Audit and export credit ledgers."""
+
+
+def _account_uuid(value: str) -> Any:
+    from uuid import UUID
+
+    try:
+        return UUID(value)
+    except ValueError:
+        raise click.BadParameter(f"not an account id: {value!r}") from None
+
+
+@ledger.command("audit")
+@click.option("--account", default=None, help="Audit one account's ledger only.")
+@click.option("--no-catch-up", is_flag=True, help="Compare with the projection as it is.")
+def ledger_audit(account: str | None, no_catch_up: bool) -> None:
+    """Replay ledgers from their events and compare with the credit history projection.
+
+    Exits 1 on any difference (balances, totals or any transaction).
+    """
+    from backline.projections.credits import LedgerAuditor
+
+    account_id = _account_uuid(account) if account else None
+    c = _container(log=False)
+    try:
+        if not no_catch_up:
+            c.runner.catch_up("credit_history")
+        started = time.perf_counter()
+        report = LedgerAuditor(c.store, c.read).audit(account_id)
+        elapsed = time.perf_counter() - started
+    finally:
+        c.close()
+    rate = report.events / elapsed if elapsed > 0 else 0.0
+    for line in report.differences:
+        click.echo(f"DIFFERENCE {line}")
+    status = "OK" if report.ok else f"FAILED ({len(report.differences)} differences)"
+    click.echo(
+        f"ledger audit {status}: {report.ledgers} ledgers, {report.events} transactions up to "
+        f"position {report.position} in {elapsed:.2f}s ({rate:,.0f} events/s)"
+    )
+    if not report.ok:
+        sys.exit(1)
+
+
+@ledger.command("export")
+@click.option("--account", required=True, help="Account id.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+def ledger_export(account: str, fmt: str) -> None:
+    """Print every transaction of one account's ledger, from the event store."""
+    from backline.projections.credits import export_ledger
+
+    account_id = _account_uuid(account)
+    c = _container(log=False)
+    try:
+        click.echo(export_ledger(c.store, account_id, fmt), nl=False)
+    finally:
+        c.close()
+
+
 if __name__ == "__main__":
     main()

@@ -11,13 +11,17 @@ import structlog
 from backline.adapters.msgspec_mapper import make_msgspec_mapper
 from backline.adapters.passwords import Argon2Hasher
 from backline.application.accounts import AccountService
+from backline.application.api_keys import ApiKeyService
+from backline.application.oauth import OAuthPolicy, OAuthService
 from backline.application.sessions import SessionService
 from backline.application.store import EventStore
 from backline.infra.settings import Settings
+from backline.projections.credentials import CredentialQueries, CredentialsProjection
 from backline.projections.db import ReadStore, sqlite_path
 from backline.projections.framework import Projection, ProjectionRunner
 from backline.projections.kv import KeyValueTable
 from backline.projections.profiles import ProfileProjection, ProfileQueries
+from backline.projections.ratelimits import SqlRateLimitStorage
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +68,7 @@ def read_store_url(database_url: str) -> str:
 
 
 def all_projections() -> list[Projection]:
-    return [ProfileProjection()]
+    return [ProfileProjection(), CredentialsProjection()]
 
 
 @dataclass
@@ -77,6 +81,10 @@ class Container:
     profiles: ProfileQueries
     kv: KeyValueTable
     sessions: SessionService
+    oauth: OAuthService
+    api_keys: ApiKeyService
+    credentials: CredentialQueries
+    rate_limits: SqlRateLimitStorage
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -97,6 +105,8 @@ class Container:
         runner.setup()
         kv = KeyValueTable(read)
         kv.setup()
+        rate_limits = SqlRateLimitStorage(read)
+        rate_limits.setup()
         hasher = Argon2Hasher(fast=settings.fast_password_hashing)
         return cls(
             settings=settings,
@@ -107,6 +117,16 @@ class Container:
             profiles=ProfileQueries(read),
             kv=kv,
             sessions=SessionService(kv),
+            oauth=OAuthService(
+                store,
+                OAuthPolicy(
+                    access_ttl=settings.oauth_access_ttl,
+                    refresh_grace=float(settings.oauth_refresh_grace_seconds),
+                ),
+            ),
+            api_keys=ApiKeyService(store),
+            credentials=CredentialQueries(read),
+            rate_limits=rate_limits,
         )
 
     def start_background(self) -> None:

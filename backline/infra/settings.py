@@ -54,6 +54,15 @@ class Settings:
     max_request_bytes: int = 1_048_576
     fast_password_hashing: bool = False
     secret_key_generated: bool = False
+    # OAuth / MCP / API keys (issue 3)
+    first_party_client_ids: tuple[str, ...] = field(default_factory=tuple)
+    oauth_access_ttl: int = 3600
+    oauth_refresh_grace_seconds: int = 10
+    rate_limit_v1_read: str = "300 per 60 seconds"
+    rate_limit_v1_write: str = "60 per 60 seconds"
+    rate_limit_mcp: str = "300 per 60 seconds"
+    rate_limit_auth: str = "30 per 60 seconds"
+    rate_limit_first_party: str = "10 per 60 seconds"
 
     @property
     def is_sqlite(self) -> bool:
@@ -117,7 +126,34 @@ class Settings:
             ),
             fast_password_hashing=_bool(get("FAST_PASSWORD_HASHING"), False) and not production,
             secret_key_generated=generated,
+            first_party_client_ids=tuple(
+                c.strip() for c in get("FIRST_PARTY_CLIENT_IDS").split(",") if c.strip()
+            ),
+            oauth_access_ttl=_int("BACKLINE_OAUTH_ACCESS_TTL", get("OAUTH_ACCESS_TTL"), 3600),
+            oauth_refresh_grace_seconds=_int(
+                "BACKLINE_OAUTH_REFRESH_GRACE_SECONDS", get("OAUTH_REFRESH_GRACE_SECONDS"), 10
+            ),
+            rate_limit_v1_read=_limit("V1_READ", get("RATE_LIMIT_V1_READ"), "300 per 60 seconds"),
+            rate_limit_v1_write=_limit("V1_WRITE", get("RATE_LIMIT_V1_WRITE"), "60 per 60 seconds"),
+            rate_limit_mcp=_limit("MCP", get("RATE_LIMIT_MCP"), "300 per 60 seconds"),
+            rate_limit_auth=_limit("AUTH", get("RATE_LIMIT_AUTH"), "30 per 60 seconds"),
+            rate_limit_first_party=_limit(
+                "FIRST_PARTY", get("RATE_LIMIT_FIRST_PARTY"), "10 per 60 seconds"
+            ),
         )
+
+
+def _limit(name: str, value: str | None, default: str) -> str:
+    """A rate limit in ``limits`` notation (``300 per 60 seconds``, ``60/minute``)."""
+    if not value:
+        return default
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        raise SettingsError(f"BACKLINE_RATE_LIMIT_{name} is not a rate limit: {value!r}") from None
+    return value
 
 
 def _persisted_secret(data_dir: Path) -> tuple[str, bool]:

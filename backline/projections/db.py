@@ -78,6 +78,7 @@ class Table:
     indexes: tuple[Index, ...] = ()
     column_names: tuple[str, ...] = field(init=False)
     getter: Any = field(init=False, repr=False, compare=False)
+    width: int = field(init=False, repr=False)
     key_getter: Any = field(init=False, repr=False, compare=False)
     convert_pg: tuple[tuple[int, ColumnType], ...] = field(init=False, repr=False)
     convert_sqlite: tuple[tuple[int, ColumnType], ...] = field(init=False, repr=False)
@@ -85,6 +86,7 @@ class Table:
     def __post_init__(self) -> None:
         names = tuple(c.name for c in self.columns)
         object.__setattr__(self, "column_names", names)
+        object.__setattr__(self, "width", len(names))
         getter = itemgetter(*names)
         # itemgetter of one name returns a scalar; rows are always tuples.
         object.__setattr__(

@@ -78,7 +78,8 @@ class Batch:
         rows = self._rows[table]
         row = rows.get(key, _MISSING)
         if row is _MISSING:
-            if self._known is not None and (table, key) not in self._known:
+            known = self._known
+            if known is not None and (table, key) not in known:
                 found = None
             else:
                 found = self.tx.get_row(self._tables[table], key)
@@ -92,17 +93,19 @@ class Batch:
 
     def put(self, table: str, row: dict[str, Any]) -> None:
         spec = self._tables[table]
-        if len(row) != len(spec.column_names):
+        if len(row) != spec.width:
             row = {c: row.get(c) for c in spec.column_names}
-        self._rows[table][spec.key(row)] = row
+        pk = spec.primary_key
+        key = (row[pk[0]],) if len(pk) == 1 else spec.key(row)
+        self._rows[table][key] = row
 
-    def patch(self, table: str, *key: Any, **changes: Any) -> dict[str, Any] | None:
+    def patch(self, table: str, *key: Any, **changes: Any) -> bool:
+        """Update some columns of an existing row; False when there is no such row."""
         row = self._lookup(table, key)
         if row is None:
-            return None
+            return False
         row.update(changes)
-        self._rows[table][key] = row
-        return dict(row)
+        return True
 
     def delete(self, table: str, *key: Any) -> None:
         self._rows[table][tuple(key)] = _DELETED

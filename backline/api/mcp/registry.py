@@ -16,7 +16,7 @@ from typing import Any, Generic, Literal, TypeVar
 import msgspec
 
 from backline.api.auth import Principal
-from backline.api.deps import Services
+from backline.api.deps import ApiConfig, Services
 
 In = TypeVar("In", bound=msgspec.Struct)
 Out = TypeVar("Out")
@@ -34,6 +34,7 @@ class ToolContext:
     client_ip: str
     public_url: str
     headers: dict[str, str] = field(default_factory=dict)
+    config: ApiConfig | None = None  # settings the edge sees (allowlists, signing secret)
 
     def require_principal(self) -> Principal:
         from backline.domain.errors import Unauthorized

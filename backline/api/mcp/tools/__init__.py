@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-TOOL_MODULES: tuple[str, ...] = ()
+TOOL_MODULES: tuple[str, ...] = ("account",)
 
 
 def load_all() -> None:
