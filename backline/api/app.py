@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from backline.api.credits import CreditsController, SandboxCheckoutController
 from backline.api.deps import ApiConfig, Services
 from backline.api.errors import EXCEPTION_HANDLERS
 from backline.api.keys import ApiKeysController, v1_me
@@ -60,6 +61,8 @@ def create_app(services: Services, config: ApiConfig, *, start_background: bool 
             openapi_json,
             UsersController,
             ProfileController,
+            CreditsController,
+            SandboxCheckoutController,
             *OAUTH_ROUTES,
             mcp_endpoint,
             ApiKeysController,

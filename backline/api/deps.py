@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from backline.adapters.sandbox_payments import SandboxPayments
 from backline.application.accounts import AccountService
 from backline.application.api_keys import ApiKeyService
 from backline.application.oauth import OAuthService
+from backline.application.billing import BillingService
+from backline.application.credits import CreditService
 from backline.application.sessions import SessionService
 from backline.projections.credentials import CredentialQueries
+from backline.projections.credits import CreditQueries
 from backline.projections.framework import ProjectionRunner
 from backline.projections.profiles import ProfileQueries
 from backline.projections.ratelimits import SqlRateLimitStorage
@@ -43,6 +47,11 @@ class Services(Protocol):
     profiles: ProfileQueries
     sessions: SessionService
     runner: ProjectionRunner
+    # credits and payments (issue 5)
+    credits: CreditService
+    billing: BillingService
+    credit_queries: CreditQueries
+    sandbox_payments: SandboxPayments | None
     oauth: OAuthService
     api_keys: ApiKeyService
     credentials: CredentialQueries

@@ -32,6 +32,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 
+from backline.application.payments import PaymentProviderUnavailable
 from backline.domain.errors import (
     Conflict,
     DomainError,
@@ -53,6 +54,7 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (Forbidden, HTTP_403_FORBIDDEN),
     (Locked, HTTP_423_LOCKED),
     (RateLimited, HTTP_429_TOO_MANY_REQUESTS),
+    (PaymentProviderUnavailable, 503),
 ]
 
 

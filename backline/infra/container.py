@@ -10,13 +10,19 @@ import structlog
 
 from backline.adapters.msgspec_mapper import make_msgspec_mapper
 from backline.adapters.passwords import Argon2Hasher
+from backline.adapters.sandbox_payments import SandboxPayments
 from backline.application.accounts import AccountService
 from backline.application.api_keys import ApiKeyService
 from backline.application.oauth import OAuthPolicy, OAuthService
+from backline.application.autoreload import AutoReloadManager
+from backline.application.billing import BillingService
+from backline.application.credits import CreditService
 from backline.application.sessions import SessionService
 from backline.application.store import EventStore
+from backline.infra.billing_wiring import billing_services
 from backline.infra.settings import Settings
 from backline.projections.credentials import CredentialQueries, CredentialsProjection
+from backline.projections.credits import CreditHistoryProjection, CreditQueries
 from backline.projections.db import ReadStore, sqlite_path
 from backline.projections.framework import Projection, ProjectionRunner
 from backline.projections.kv import KeyValueTable
@@ -68,7 +74,7 @@ def read_store_url(database_url: str) -> str:
 
 
 def all_projections() -> list[Projection]:
-    return [ProfileProjection(), CredentialsProjection()]
+    return [CreditHistoryProjection(), ProfileProjection(), CredentialsProjection()]
 
 
 @dataclass
@@ -81,6 +87,12 @@ class Container:
     profiles: ProfileQueries
     kv: KeyValueTable
     sessions: SessionService
+    # credits and payments (issue 5)
+    credits: CreditService
+    billing: BillingService
+    credit_queries: CreditQueries
+    sandbox_payments: SandboxPayments | None
+    autoreload: AutoReloadManager
     oauth: OAuthService
     api_keys: ApiKeyService
     credentials: CredentialQueries
@@ -117,6 +129,7 @@ class Container:
             profiles=ProfileQueries(read),
             kv=kv,
             sessions=SessionService(kv),
+            **billing_services(settings, store, read, kv),
             oauth=OAuthService(
                 store,
                 OAuthPolicy(
@@ -132,8 +145,11 @@ class Container:
     def start_background(self) -> None:
         if self.settings.projections_in_process:
             self.runner.start()
+        if self.settings.billing.autoreload_in_process:
+            self.autoreload.start()
 
     def close(self) -> None:
+        self.autoreload.stop()
         self.runner.stop()
         self.read.close()
         self.store.close()

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from backline.infra.billing_settings import BillingSettings, BillingSettingsError
+
 LogFormat = Literal["console", "json"]
 
 
@@ -54,6 +56,8 @@ class Settings:
     max_request_bytes: int = 1_048_576
     fast_password_hashing: bool = False
     secret_key_generated: bool = False
+    # Credits and payments (issue 5): Stripe or the offline sandbox
+    billing: BillingSettings = field(default_factory=BillingSettings)
     # OAuth / MCP / API keys (issue 3)
     first_party_client_ids: tuple[str, ...] = field(default_factory=tuple)
     oauth_access_ttl: int = 3600
@@ -126,6 +130,7 @@ class Settings:
             ),
             fast_password_hashing=_bool(get("FAST_PASSWORD_HASHING"), False) and not production,
             secret_key_generated=generated,
+            billing=_billing(e, production),
             first_party_client_ids=tuple(
                 c.strip() for c in get("FIRST_PARTY_CLIENT_IDS").split(",") if c.strip()
             ),
@@ -154,6 +159,13 @@ def _limit(name: str, value: str | None, default: str) -> str:
     except ValueError:
         raise SettingsError(f"BACKLINE_RATE_LIMIT_{name} is not a rate limit: {value!r}") from None
     return value
+
+
+def _billing(env: dict[str, str], production: bool) -> BillingSettings:
+    try:
+        return BillingSettings.from_env(env, production=production)
+    except BillingSettingsError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _persisted_secret(data_dir: Path) -> tuple[str, bool]:

@@ -1,0 +1,176 @@
+"""Credit use cases: debit, grant, purchase, refund, reverse — each idempotent by ``ref``.
+
+Other use cases that must debit atomically with their own aggregate (submitting a
+release) do::
+
+    ledger = credits.load_ledger(account_id)
+    ledger.debit(cost, f"release:{release.id}")
+    store.save_all(release, ledger)          # one transaction, both or neither
+
+inside their own retry loop (:func:`CreditService.retry` or ``store.retrying``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from uuid import UUID
+
+import structlog
+from eventsourcing.persistence import IntegrityError
+
+from backline.application.store import CommandConflict, EventStore
+from backline.domain.billing import PaymentIndex, payment_index_id
+from backline.domain.credits import CreditLedger, ledger_id
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LedgerResult:
+    """``applied`` is False when the ref had been applied before (nothing written)."""
+
+    applied: bool
+    balance: int
+    position: int
+    ref: str
+
+
+class CreditService:
+    def __init__(self, store: EventStore, *, attempts: int = 60, stripes: int = 64) -> None:
+        self.store = store
+        self.attempts = attempts
+        # Writers in one process queue on a per-ledger lock instead of racing the store;
+        # writers in other processes still meet optimistic concurrency and retry.
+        self._locks = [threading.Lock() for _ in range(stripes)]
+
+    # -- loading ------------------------------------------------------------------------
+
+    def load_ledger(self, account_id: UUID) -> CreditLedger:
+        """The account's ledger, or a new (unsaved) one; save it with ``store.save_all``."""
+        found = self.store.find(ledger_id(account_id), CreditLedger)
+        return found if found is not None else CreditLedger(account_id=account_id)
+
+    def balance(self, account_id: UUID) -> int:
+        found = self.store.find(ledger_id(account_id), CreditLedger)
+        return found.balance if found is not None else 0
+
+    # -- retry ------------------------------------------------------------------------------
+
+    def retry(self, account_id: UUID, fn: Callable[[], T]) -> T:
+        """Run a load-decide-save ``fn`` touching this account's ledger until it commits.
+
+        Bounded: after ``attempts`` version races the caller gets a typed 409.
+        """
+        lock = self._locks[hash(ledger_id(account_id)) % len(self._locks)]
+        for attempt in range(self.attempts):
+            with lock:
+                try:
+                    return fn()
+                except IntegrityError:
+                    pass
+            # Another process won the race: back off a little, with jitter.
+            time.sleep(random.uniform(0, min(0.05, 0.001 * (2 ** min(attempt, 6)))))
+        raise CommandConflict("The credit ledger was changed concurrently; please retry.")
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def debit(
+        self, account_id: UUID, credits: int, ref: str, *, details: dict[str, str] | None = None
+    ) -> LedgerResult:
+        def attempt() -> LedgerResult:
+            ledger = self.load_ledger(account_id)
+            applied = ledger.debit(credits, ref, details=details)
+            position = self.store.save_all(ledger) if applied else 0
+            return LedgerResult(applied, ledger.balance, position, ref)
+
+        return self.retry(account_id, attempt)
+
+    def grant(
+        self, account_id: UUID, credits: int, ref: str, *, details: dict[str, str] | None = None
+    ) -> LedgerResult:
+        def attempt() -> LedgerResult:
+            ledger = self.load_ledger(account_id)
+            applied = ledger.grant(credits, ref, details=details)
+            position = self.store.save_all(ledger) if applied else 0
+            return LedgerResult(applied, ledger.balance, position, ref)
+
+        return self.retry(account_id, attempt)
+
+    def refund(
+        self,
+        account_id: UUID,
+        credits: int,
+        ref: str,
+        *,
+        of_ref: str,
+        details: dict[str, str] | None = None,
+    ) -> LedgerResult:
+        def attempt() -> LedgerResult:
+            ledger = self.load_ledger(account_id)
+            applied = ledger.refund(credits, ref, of_ref=of_ref, details=details)
+            position = self.store.save_all(ledger) if applied else 0
+            return LedgerResult(applied, ledger.balance, position, ref)
+
+        return self.retry(account_id, attempt)
+
+    def purchase(
+        self,
+        account_id: UUID,
+        credits: int,
+        ref: str,
+        *,
+        payment_ref: str,
+        amount_paid: int,
+        details: dict[str, str] | None = None,
+    ) -> LedgerResult:
+        """Credits bought with a card payment; the payment is indexed for refunds."""
+
+        def attempt() -> LedgerResult:
+            ledger = self.load_ledger(account_id)
+            applied = ledger.purchase(
+                credits, ref, payment_ref=payment_ref, amount_paid=amount_paid, details=details
+            )
+            if not applied:
+                return LedgerResult(False, ledger.balance, 0, ref)
+            index = self.payment_index(payment_ref, account_id)
+            position = self.store.save_all(ledger, index)
+            return LedgerResult(True, ledger.balance, position, ref)
+
+        return self.retry(account_id, attempt)
+
+    def reverse(
+        self,
+        account_id: UUID,
+        payment_ref: str,
+        *,
+        target_total: int,
+        ref: str,
+        details: dict[str, str] | None = None,
+    ) -> LedgerResult:
+        def attempt() -> LedgerResult:
+            ledger = self.load_ledger(account_id)
+            applied = ledger.reverse(
+                payment_ref, target_total=target_total, ref=ref, details=details
+            )
+            position = self.store.save_all(ledger) if applied else 0
+            return LedgerResult(applied, ledger.balance, position, ref)
+
+        return self.retry(account_id, attempt)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def payment_index(self, payment_ref: str, account_id: UUID) -> PaymentIndex | None:
+        """A new index entry for ``payment_ref`` (None when it exists already)."""
+        if self.store.find(payment_index_id(payment_ref), PaymentIndex) is not None:
+            return None
+        return PaymentIndex(payment_ref=payment_ref, account_id=account_id)
+
+    def account_of_payment(self, payment_ref: str) -> UUID | None:
+        index = self.store.find(payment_index_id(payment_ref), PaymentIndex)
+        return index.account_id if index is not None else None
