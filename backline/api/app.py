@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from backline.api.agent import agent_router, dev_chain_router
 from backline.api.credits import CreditsController, SandboxCheckoutController
 from backline.api.deps import ApiConfig, Services
 from backline.api.errors import EXCEPTION_HANDLERS
@@ -36,6 +37,7 @@ CSRF_EXEMPT = [
     "^/oauth/revoke",
     "^/api/stripe/webhook",
     "^/api/v1/",
+    "^/dev-chain/",  # loopback only, token from the data dir
 ]
 
 
@@ -67,6 +69,8 @@ def create_app(services: Services, config: ApiConfig, *, start_background: bool 
             mcp_endpoint,
             ApiKeysController,
             v1_me,
+            agent_router,
+            dev_chain_router,
         ],
         middleware=[
             RequestIdMiddleware,

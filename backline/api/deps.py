@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backline.adapters.sandbox_payments import SandboxPayments
+from backline.api.agent_types import AgentServices
 from backline.application.accounts import AccountService
 from backline.application.api_keys import ApiKeyService
-from backline.application.oauth import OAuthService
 from backline.application.billing import BillingService
 from backline.application.credits import CreditService
+from backline.application.oauth import OAuthService
 from backline.application.sessions import SessionService
 from backline.projections.credentials import CredentialQueries
 from backline.projections.credits import CreditQueries
@@ -56,6 +57,9 @@ class Services(Protocol):
     api_keys: ApiKeyService
     credentials: CredentialQueries
     rate_limits: SqlRateLimitStorage
+
+    @property
+    def agent(self) -> AgentServices: ...  # agent licensing (issue 7)
 
     def health(self, verbose: bool = False) -> dict[str, Any]: ...
 

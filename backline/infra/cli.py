@@ -356,68 +356,10 @@ def ledger_export(account: str, fmt: str) -> None:
         c.close()
 
 
-# -- credit ledgers (issue 5) ------------------------------------------------------------
+# -- agent licensing (issue 7): catalog, licenses, dev-chain ------------------------------
+from backline.infra.cli_agent import register as _register_agent  # noqa: E402
 
-
-@main.group()
-def ledger() -> None:
-    """Audit and export credit ledgers."""
-
-
-def _account_uuid(value: str) -> Any:
-    from uuid import UUID
-
-    try:
-        return UUID(value)
-    except ValueError:
-        raise click.BadParameter(f"not an account id: {value!r}") from None
-
-
-@ledger.command("audit")
-@click.option("--account", default=None, help="Audit one account's ledger only.")
-@click.option("--no-catch-up", is_flag=True, help="Compare with the projection as it is.")
-def ledger_audit(account: str | None, no_catch_up: bool) -> None:
-    """Replay ledgers from their events and compare with the credit history projection.
-
-    Exits 1 on any difference (balances, totals or any transaction).
-    """
-    from backline.projections.credits import LedgerAuditor
-
-    account_id = _account_uuid(account) if account else None
-    c = _container(log=False)
-    try:
-        if not no_catch_up:
-            c.runner.catch_up("credit_history")
-        started = time.perf_counter()
-        report = LedgerAuditor(c.store, c.read).audit(account_id)
-        elapsed = time.perf_counter() - started
-    finally:
-        c.close()
-    rate = report.events / elapsed if elapsed > 0 else 0.0
-    for line in report.differences:
-        click.echo(f"DIFFERENCE {line}")
-    status = "OK" if report.ok else f"FAILED ({len(report.differences)} differences)"
-    click.echo(
-        f"ledger audit {status}: {report.ledgers} ledgers, {report.events} transactions up to "
-        f"position {report.position} in {elapsed:.2f}s ({rate:,.0f} events/s)"
-    )
-    if not report.ok:
-        sys.exit(1)
-
-
-@ledger.command("export")
-@click.option("--account", required=True, help="Account id.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
-def ledger_export(account: str, fmt: str) -> None:
-    """Print every transaction of one account's ledger, from the event store."""
-    from backline.projections.credits import export_ledger
-
-    account_id = _account_uuid(account)
-    c = _container(log=False)
-    try:
-        click.echo(export_ledger(c.store, account_id, fmt), nl=False)
-    finally:
-        c.close()
+_register_agent(main)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,22 @@ from backline.adapters.passwords import Argon2Hasher
 from backline.adapters.sandbox_payments import SandboxPayments
 from backline.application.accounts import AccountService
 from backline.application.api_keys import ApiKeyService
-from backline.application.oauth import OAuthPolicy, OAuthService
 from backline.application.autoreload import AutoReloadManager
 from backline.application.billing import BillingService
 from backline.application.credits import CreditService
+from backline.application.oauth import OAuthPolicy, OAuthService
 from backline.application.sessions import SessionService
 from backline.application.store import EventStore
+from backline.infra.agent_wiring import AgentLicensing
 from backline.infra.billing_wiring import billing_services
 from backline.infra.settings import Settings
+from backline.projections.catalog import CatalogProjection
 from backline.projections.credentials import CredentialQueries, CredentialsProjection
 from backline.projections.credits import CreditHistoryProjection, CreditQueries
 from backline.projections.db import ReadStore, sqlite_path
 from backline.projections.framework import Projection, ProjectionRunner
 from backline.projections.kv import KeyValueTable
+from backline.projections.licenses import LicenseProjection
 from backline.projections.profiles import ProfileProjection, ProfileQueries
 from backline.projections.ratelimits import SqlRateLimitStorage
 
@@ -74,7 +77,13 @@ def read_store_url(database_url: str) -> str:
 
 
 def all_projections() -> list[Projection]:
-    return [CreditHistoryProjection(), ProfileProjection(), CredentialsProjection()]
+    return [
+        CreditHistoryProjection(),
+        ProfileProjection(),
+        CredentialsProjection(),
+        CatalogProjection(),
+        LicenseProjection(),
+    ]
 
 
 @dataclass
@@ -97,6 +106,7 @@ class Container:
     api_keys: ApiKeyService
     credentials: CredentialQueries
     rate_limits: SqlRateLimitStorage
+    agent: AgentLicensing
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -140,6 +150,7 @@ class Container:
             api_keys=ApiKeyService(store),
             credentials=CredentialQueries(read),
             rate_limits=rate_limits,
+            agent=AgentLicensing.build(settings, store, read),
         )
 
     def start_background(self) -> None:
@@ -147,9 +158,11 @@ class Container:
             self.runner.start()
         if self.settings.billing.autoreload_in_process:
             self.autoreload.start()
+        self.agent.start_background(self.runner)
 
     def close(self) -> None:
         self.autoreload.stop()
+        self.agent.close()
         self.runner.stop()
         self.read.close()
         self.store.close()

@@ -7,9 +7,10 @@ import secrets
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from backline.infra.billing_settings import BillingSettings, BillingSettingsError
+from backline.infra.licensing_settings import LicensingSettings, LicensingSettingsError
 
 LogFormat = Literal["console", "json"]
 
@@ -67,6 +68,8 @@ class Settings:
     rate_limit_mcp: str = "300 per 60 seconds"
     rate_limit_auth: str = "30 per 60 seconds"
     rate_limit_first_party: str = "10 per 60 seconds"
+    # Agent licensing (issue 7): chain, signing, demo catalog, AI search
+    licensing: LicensingSettings = field(default_factory=LicensingSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -145,7 +148,18 @@ class Settings:
             rate_limit_first_party=_limit(
                 "FIRST_PARTY", get("RATE_LIMIT_FIRST_PARTY"), "10 per 60 seconds"
             ),
+            licensing=_licensing(get, secret_key, database_url, production),
         )
+
+
+def _licensing(get: Any, secret_key: str, database_url: str, production: bool) -> LicensingSettings:
+    try:
+        return LicensingSettings.from_env(
+            get, secret_key=secret_key, is_sqlite=database_url.startswith("sqlite"),
+            production=production,
+        )
+    except LicensingSettingsError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _limit(name: str, value: str | None, default: str) -> str:
