@@ -60,6 +60,12 @@ from backline.domain.oauth import (
 log = structlog.get_logger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# The consent page must not be framed (clickjacking) nor cached.
+CONSENT_HEADERS = {
+    **NO_STORE,
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
 OAUTH_PARAMS = (
     "response_type",
     "client_id",
@@ -558,6 +564,7 @@ async def authorize_page(request: Request[Any, Any, Any]) -> Response[Any]:
             "notice": None,
             "signed_in": True,
         },
+        headers=CONSENT_HEADERS,
     )
 
 

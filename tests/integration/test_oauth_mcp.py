@@ -235,6 +235,8 @@ def test_signed_out_user_is_sent_to_login_and_back(h: Harness) -> None:
     assert r.headers["location"] == next_url
     page = h.client.get(next_url)
     assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
     assert "Test" in page.text
     assert "once:mcp" in page.text
 
@@ -787,3 +789,19 @@ def test_signed_avatar_url(h: Harness) -> None:
     assert not verify_signed_path(
         secret, path, q["expires"][0], q["signature"][0], now=time.time() + 7200
     )
+
+
+def test_mcp_rate_limit_is_jsonrpc_429(tmp_path: Path) -> None:
+    client, container = build(tmp_path, BACKLINE_RATE_LIMIT_MCP="3 per 60 seconds")
+    with client:
+        h = Harness(client, container)
+        _, tokens = h.full_flow()
+        replies = [h.rpc("ping", token=tokens["access_token"], id_=i) for i in range(4)]
+        assert [r.status_code for r in replies] == [200, 200, 200, 429]
+        assert replies[0].headers["x-ratelimit-limit"] == "3"
+        body = replies[3].json()
+        assert body["id"] == 3
+        assert body["error"]["code"] == 429
+        assert body["error"]["data"]["code"] == "rate_limited"
+        assert body["error"]["data"]["retryAfterSeconds"] >= 1
+        assert int(replies[3].headers["retry-after"]) >= 1
