@@ -158,10 +158,9 @@ class StripePayments:
             "payment_method": charge.payment_method_id,
             "off_session": True,
             "confirm": True,
-            "metadata": dict(charge.metadata),
+            # The description travels in metadata: it shows on the Dashboard either way.
+            "metadata": {**charge.metadata, "description": charge.description},
         }
-        if charge.description:
-            params["description"] = charge.description
         try:
             intent = self.client.v1.payment_intents.create(
                 params=params,  # type: ignore[arg-type]
@@ -186,6 +185,7 @@ class StripePayments:
         except (stripe.APIConnectionError, stripe.AuthenticationError, stripe.APIError) as e:
             raise _unavailable(e) from None
         except stripe.StripeError as e:
+            log.error("stripe_charge_refused", code=getattr(e, "code", None), error=str(e)[:200])
             return ChargeResult(
                 status="declined",
                 code=str(getattr(e, "code", "") or "payment_failed"),
