@@ -10,7 +10,9 @@ import msgspec
 from litestar import Controller, Request, get
 
 from backline.api.auth import Principal, require_principal, services
+from backline.api.deps import ApiConfig, Services
 from backline.api.forms import in_thread
+from backline.api.signing import signed_avatar_url
 from backline.domain.errors import NotFound
 
 
@@ -55,14 +57,39 @@ def profile_body(row: dict[str, Any], account_id: UUID) -> ProfileResponse:
     )
 
 
-def load_profile(request: Request[Any, Any, Any], principal: Principal) -> ProfileResponse:
-    svc = services(request)
+def profile_response(
+    svc: Services, config: ApiConfig | None, principal: Principal
+) -> ProfileResponse:
+    """The profile (REST and the ``get_profile`` tool), avatar URL signed and expiring."""
     if principal.session is not None:
         svc.runner.wait_for(principal.session.position, ["profiles"], timeout=5.0)
     row = svc.profiles.get(principal.account_id)
     if row is None:
-        raise NotFound("Profile not found.", code="profile_not_found")
-    return profile_body(row, principal.account_id)
+        # The projection lags (a bearer token carries no read-your-writes position, e.g.
+        # right after create_account): read the aggregate instead (never for listing).
+        try:
+            account = svc.accounts.get(principal.account_id)
+        except NotFound:
+            raise NotFound("Profile not found.", code="profile_not_found") from None
+        row = {
+            "email": account.email,
+            "first_name": account.first_name,
+            "last_name": account.last_name,
+            "avatar_url": account.avatar_url,
+            "is_patron": account.is_patron,
+            "is_admin": account.is_admin,
+            "created_at": account.created_on,
+        }
+    body = profile_body(row, principal.account_id)
+    if config is not None:
+        body.profile.avatar_url = signed_avatar_url(
+            config.secret_key, config.public_url, body.profile.avatar_url
+        )
+    return body
+
+
+def load_profile(request: Request[Any, Any, Any], principal: Principal) -> ProfileResponse:
+    return profile_response(services(request), request.app.state.api_config, principal)
 
 
 class ProfileController(Controller):

@@ -254,8 +254,8 @@ def test_full_flow_then_mcp_and_profile(h: Harness) -> None:
     assert result["isError"] is False
     assert result["structuredContent"]["profile"]["email"] == "ada@example.com"
     assert result["content"][0]["type"] == "text"
-    # GET /api/profile with the bearer token (it wins over the cookie).
-    h.container.runner.catch_up()
+    # GET /api/profile with the bearer token (it wins over the cookie), even before the
+    # profile projection has caught up (no background runner here).
     h.client.cookies.clear()
     r = h.client.get("/api/profile", headers={"Authorization": f"Bearer {access}"})
     assert r.status_code == 200
@@ -779,6 +779,10 @@ def test_signed_avatar_url(h: Harness) -> None:
     assert url.startswith(f"{PUBLIC}/api/files/avatars/x/me.png?expires=")
     from backline.api.signing import verify_signed_path
 
+    rest = h.client.get(
+        "/api/profile", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert rest.json()["profile"]["avatar_url"].split("?")[0] == url.split("?")[0]
     q = parse_qs(urlsplit(url).query)
     secret = h.container.settings.secret_key
     path = "/api/files/avatars/x/me.png"

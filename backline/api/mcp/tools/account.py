@@ -14,9 +14,8 @@ from typing import Any
 import msgspec
 
 from backline.api.mcp.registry import ToolContext, tool
-from backline.api.profile import ProfileResponse, profile_body
+from backline.api.profile import ProfileResponse, profile_response
 from backline.api.ratelimit import enforce
-from backline.api.signing import signed_avatar_url
 from backline.domain.errors import DomainError, Unauthorized, ValidationFailed
 from backline.domain.oauth import check_pkce_challenge, normalize_scope
 
@@ -132,30 +131,6 @@ def password_authorize(ctx: ToolContext, args: PasswordAuthorizeInput) -> Author
     return out
 
 
-def profile_for(ctx: ToolContext) -> ProfileResponse:
-    principal = ctx.require_principal()
-    svc = ctx.services
-    row = svc.profiles.get(principal.account_id)
-    if row is None:
-        # The projection lags a just-created account: read the aggregate (never for lists).
-        account = svc.accounts.get(principal.account_id)
-        row = {
-            "email": account.email,
-            "first_name": account.first_name,
-            "last_name": account.last_name,
-            "avatar_url": account.avatar_url,
-            "is_patron": account.is_patron,
-            "is_admin": account.is_admin,
-            "created_at": None,
-        }
-    body = profile_body(row, principal.account_id)
-    if ctx.config is not None:
-        body.profile.avatar_url = signed_avatar_url(
-            ctx.config.secret_key, ctx.public_url, body.profile.avatar_url
-        )
-    return body
-
-
 @tool(
     "get_profile",
     "The signed-in user's profile: id, email, name, signed avatar URL, patron and admin "
@@ -165,4 +140,4 @@ def profile_for(ctx: ToolContext) -> ProfileResponse:
     read_only=True,
 )
 def get_profile(ctx: ToolContext, args: NoArguments) -> ProfileResponse:
-    return profile_for(ctx)
+    return profile_response(ctx.services, ctx.config, ctx.require_principal())
