@@ -24,6 +24,7 @@ from backline.api.oauth import ROUTES as OAUTH_ROUTES
 from backline.api.profile import ProfileController
 from backline.api.ratelimit import RateLimitMiddleware
 from backline.api.system import health, openapi_json
+from backline.api.uploads import ROUTES as UPLOAD_ROUTES
 from backline.api.users import UsersController
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -71,6 +72,7 @@ def create_app(services: Services, config: ApiConfig, *, start_background: bool 
             v1_me,
             agent_router,
             dev_chain_router,
+            UPLOAD_ROUTES,
         ],
         middleware=[
             RequestIdMiddleware,

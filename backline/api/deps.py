@@ -13,6 +13,7 @@ from backline.application.billing import BillingService
 from backline.application.credits import CreditService
 from backline.application.oauth import OAuthService
 from backline.application.sessions import SessionService
+from backline.application.uploads import UploadService
 from backline.projections.credentials import CredentialQueries
 from backline.projections.credits import CreditQueries
 from backline.projections.framework import ProjectionRunner
@@ -57,6 +58,7 @@ class Services(Protocol):
     api_keys: ApiKeyService
     credentials: CredentialQueries
     rate_limits: SqlRateLimitStorage
+    uploads: UploadService  # issue 4
 
     @property
     def agent(self) -> AgentServices: ...  # agent licensing (issue 7)

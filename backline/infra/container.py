@@ -19,9 +19,11 @@ from backline.application.credits import CreditService
 from backline.application.oauth import OAuthPolicy, OAuthService
 from backline.application.sessions import SessionService
 from backline.application.store import EventStore
+from backline.application.uploads import UploadService
 from backline.infra.agent_wiring import AgentLicensing
 from backline.infra.billing_wiring import billing_services
 from backline.infra.settings import Settings
+from backline.infra.uploads_wiring import build_upload_service
 from backline.projections.catalog import CatalogProjection
 from backline.projections.credentials import CredentialQueries, CredentialsProjection
 from backline.projections.credits import CreditHistoryProjection, CreditQueries
@@ -107,6 +109,7 @@ class Container:
     credentials: CredentialQueries
     rate_limits: SqlRateLimitStorage
     agent: AgentLicensing
+    uploads: UploadService
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -151,6 +154,7 @@ class Container:
             credentials=CredentialQueries(read),
             rate_limits=rate_limits,
             agent=AgentLicensing.build(settings, store, read),
+            uploads=build_upload_service(settings.uploads, settings.data_dir, store),
         )
 
     def start_background(self) -> None:

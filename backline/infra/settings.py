@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from backline.infra.billing_settings import BillingSettings, BillingSettingsError
 from backline.infra.licensing_settings import LicensingSettings, LicensingSettingsError
+from backline.infra.upload_settings import UploadSettings, UploadSettingsError
 
 LogFormat = Literal["console", "json"]
 
@@ -70,6 +71,8 @@ class Settings:
     rate_limit_first_party: str = "10 per 60 seconds"
     # Agent licensing (issue 7): chain, signing, demo catalog, AI search
     licensing: LicensingSettings = field(default_factory=LicensingSettings)
+    # Uploads, AI detection, cover art (issue 4)
+    uploads: UploadSettings = field(default_factory=UploadSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -149,7 +152,15 @@ class Settings:
                 "FIRST_PARTY", get("RATE_LIMIT_FIRST_PARTY"), "10 per 60 seconds"
             ),
             licensing=_licensing(get, secret_key, database_url, production),
+            uploads=_uploads(get),
         )
+
+
+def _uploads(get: Any) -> UploadSettings:
+    try:
+        return UploadSettings.from_env(get)
+    except UploadSettingsError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _licensing(get: Any, secret_key: str, database_url: str, production: bool) -> LicensingSettings:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-TOOL_MODULES: tuple[str, ...] = ("account", "credits")
+TOOL_MODULES: tuple[str, ...] = ("account", "credits", "uploads")
 
 
 def load_all() -> None:
