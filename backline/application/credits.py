@@ -15,9 +15,10 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import structlog
@@ -42,9 +43,14 @@ class LedgerResult:
 
 
 class CreditService:
-    def __init__(self, store: EventStore, *, attempts: int = 60, stripes: int = 64) -> None:
+    def __init__(
+        self, store: EventStore, *, attempts: int = 60, stripes: int = 64, cache_size: int = 2048
+    ) -> None:
         self.store = store
         self.attempts = attempts
+        self.cache_size = cache_size
+        self._cache: OrderedDict[UUID, CreditLedger] = OrderedDict()
+        self._cache_lock = threading.Lock()
         # Writers in one process queue on a per-ledger lock instead of racing the store;
         # writers in other processes still meet optimistic concurrency and retry.
         self._locks = [threading.Lock() for _ in range(stripes)]
@@ -53,12 +59,38 @@ class CreditService:
 
     def load_ledger(self, account_id: UUID) -> CreditLedger:
         """The account's ledger, or a new (unsaved) one; save it with ``store.save_all``."""
-        found = self.store.find(ledger_id(account_id), CreditLedger)
+        found = self._current(ledger_id(account_id))
         return found if found is not None else CreditLedger(account_id=account_id)
 
     def balance(self, account_id: UUID) -> int:
-        found = self.store.find(ledger_id(account_id), CreditLedger)
+        found = self._current(ledger_id(account_id))
         return found.balance if found is not None else 0
+
+    def _current(self, lid: UUID) -> CreditLedger | None:
+        """The stored ledger, from a per-process cache fast-forwarded from the store.
+
+        Replaying a long ledger on every command costs O(history); the cache keeps the
+        last state seen and only reads the events recorded after it (by any process),
+        so the result is always the committed state. Callers get a private copy.
+        """
+        with self._cache_lock:
+            cached = self._cache.get(lid)
+        if cached is None:
+            ledger = self.store.find(lid, CreditLedger)
+            if ledger is None:
+                return None
+        else:
+            ledger = cached.clone()
+            for e in self.store.repository.event_store.get(lid, gt=ledger.version):
+                ledger = cast(Any, e).mutate(ledger)
+        with self._cache_lock:
+            current = self._cache.get(lid)
+            if current is None or current.version <= ledger.version:
+                self._cache[lid] = ledger.clone()
+                self._cache.move_to_end(lid)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return ledger
 
     # -- retry ------------------------------------------------------------------------------
 

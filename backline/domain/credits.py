@@ -152,6 +152,18 @@ class CreditLedger(Aggregate):
 
     # -- queries ---------------------------------------------------------------------
 
+    def clone(self) -> CreditLedger:
+        """An independent copy with no pending events (for a fast-forwarding cache)."""
+        if self._pending_events:
+            raise ValueError("cannot clone a ledger with unsaved events")
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other._pending_events = []
+        other.refs = set(self.refs)
+        other.purchases = {k: list(v) for k, v in self.purchases.items()}
+        other.debits = {k: list(v) for k, v in self.debits.items()}
+        return other
+
     def has_applied(self, ref: str) -> bool:
         return ref in self.refs
 

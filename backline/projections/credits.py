@@ -31,7 +31,7 @@ from backline.domain.credits import (
     ledger_id,
     transaction_id,
 )
-from backline.projections.db import Column, ReadStore, Table
+from backline.projections.db import Column, ReadStore, Table, Tx
 from backline.projections.framework import Batch, Projection, handles
 from backline.projections.kv import KeyValueTable
 
@@ -222,15 +222,11 @@ class LedgerAuditor:
             position = int(row[0]) if row else 0
             where = "WHERE ledger_id = ?" if only else ""
             params: tuple[Any, ...] = (only,) if only else ()
-            cur = tx.execute(
+            sql = (
                 "SELECT ledger_id, version, type, amount, balance_after, ref "
-                f"FROM credit_transactions {where}",
-                params,
+                f"FROM credit_transactions {where}"
             )
-            while True:
-                rows = cur.fetchmany(10_000)
-                if not rows:
-                    break
+            for rows in _stream(tx, sql, params):
                 for ledger, version, tx_type, amount, balance_after, ref in rows:
                     acc = seen.get(ledger)
                     if acc is None:
@@ -296,8 +292,11 @@ class LedgerAuditor:
                     continue
                 yield only, se.originator_version, tx_type, decode(se.state)
             return
+        recorder: Any = self.store.recorder
+        if type(recorder).__module__ == "eventsourcing.postgres":
+            yield from self._pg_events(recorder, stop)
+            return
         start = 0
-        recorder = self.store.recorder
         while start < stop:
             notes = recorder.select_notifications(
                 start=start,
@@ -311,6 +310,38 @@ class LedgerAuditor:
             for n in notes:
                 yield str(n.originator_id), n.originator_version, types[n.topic], decode(n.state)
             start = notes[-1].id
+
+    def _pg_events(self, recorder: Any, stop: int) -> Iterator[tuple[str, int, str, _TxState]]:
+        """PostgreSQL fast path: one server-side binary cursor over the events table,
+        only the columns the audit needs (the library's reader builds objects per row)."""
+        from psycopg import sql
+        from psycopg.rows import tuple_row
+
+        decode = _TX_DECODER.decode
+        types = TYPE_BY_TOPIC
+        names: dict[Any, str] = {}
+        query = sql.SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {}.{} "
+            "WHERE notification_id <= %s AND topic = ANY(%s) ORDER BY notification_id"
+        ).format(
+            sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name)
+        )
+        with (
+            recorder.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor(name="ledger_audit_events", binary=True, row_factory=tuple_row) as cur,
+        ):
+            cur.itersize = self.batch_size
+            cur.execute(query, (stop, self.topics))
+            while True:
+                rows = cur.fetchmany(self.batch_size)
+                if not rows:
+                    return
+                for originator_id, version, topic, state in rows:
+                    name = names.get(originator_id)
+                    if name is None:
+                        name = names[originator_id] = str(originator_id)
+                    yield name, version, types[topic], decode(state)
 
     def _first_difference(self, ledger: str, fold: LedgerFold) -> str:
         """Slow path for one ledger whose digest differs: name the first differing row."""
@@ -330,6 +361,26 @@ class LedgerAuditor:
             if tuple(a) != tuple(b):
                 return f"transaction v{a[0]} differs: log {a} vs projection {tuple(b)}"
         return "transactions differ"
+
+
+def _stream(tx: Tx, query: str, params: tuple[Any, ...]) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows in chunks; a server-side binary cursor on PostgreSQL (no full materialising)."""
+    if tx.dialect == "postgres":
+        with tx.conn.cursor(name="ledger_audit_rows", binary=True) as cur:
+            cur.itersize = 50_000
+            cur.execute(query.replace("?", "%s"), params)
+            while True:
+                rows = cur.fetchmany(50_000)
+                if not rows:
+                    return
+                yield rows
+    else:
+        cur = tx.execute(query, params)
+        while True:
+            rows = cur.fetchmany(10_000)
+            if not rows:
+                return
+            yield rows
 
 
 def export_ledger(store: EventStore, account_id: UUID, fmt: str) -> str:

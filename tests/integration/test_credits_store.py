@@ -273,3 +273,29 @@ def test_cli_audit_and_export_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "DIFFERENCE" in bad.stdout
     assert cli("export", "--account", "nope").returncode != 0
+
+
+def test_the_ledger_cache_fast_forwards_over_other_processes_writes(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import make_settings
+
+    a_side = Container.build(make_settings(database_url, tmp_path / "a"))
+    b_side = Container.build(make_settings(database_url, tmp_path / "b"))
+    try:
+        account = new_account(a_side)
+        a_side.credits.grant(account, 5, "promo:1")
+        assert a_side.credits.balance(account) == 5  # now cached in A
+        b_side.credits.debit(account, 2, "release:b")  # written by "another process"
+        assert a_side.credits.balance(account) == 3
+        assert a_side.credits.debit(account, 2, "release:b").applied is False
+        with pytest.raises(InsufficientCredits):
+            a_side.credits.debit(account, 4, "release:a")
+        ledger = a_side.credits.load_ledger(account)
+        ledger.debit(3, "release:a2")
+        a_side.store.save_all(ledger)  # saved outside the service: the cache catches up
+        assert b_side.credits.balance(account) == 0
+        assert a_side.credits.balance(account) == 0
+    finally:
+        a_side.close()
+        b_side.close()
