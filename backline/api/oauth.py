@@ -315,7 +315,10 @@ class CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
             )
         except DomainError as e:
             raise InvalidGrantError(e.message) from None
-        return 200, tokens.as_response(), [*self.TOKEN_RESPONSE_HEADER]
+        body = tokens.as_response()
+        if not request.client.check_grant_type("refresh_token"):
+            body.pop("refresh_token", None)  # the client did not register for refreshes
+        return 200, body, [*self.TOKEN_RESPONSE_HEADER]
 
     def save_authorization_code(self, code: str, request: Any) -> None:  # pragma: no cover
         raise NotImplementedError("codes are issued in create_authorization_response")

@@ -809,3 +809,24 @@ def test_mcp_rate_limit_is_jsonrpc_429(tmp_path: Path) -> None:
         assert body["error"]["data"]["code"] == "rate_limited"
         assert body["error"]["data"]["retryAfterSeconds"] >= 1
         assert int(replies[3].headers["retry-after"]) >= 1
+
+
+def test_client_name_is_escaped_and_refresh_only_when_registered(h: Harness) -> None:
+    h.sign_up()
+    r = h.client.post(
+        "/oauth/register",
+        json={
+            "redirect_uris": [REDIRECT],
+            "client_name": "<script>alert(1)</script>",
+            "grant_types": ["authorization_code"],
+        },
+    )
+    client_id = r.json()["client_id"]
+    verifier, challenge = pkce()
+    page = h.client.get("/oauth/authorize", params=h.authorize_params(client_id, challenge))
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;" in page.text
+    code = h.code_for(client_id, challenge)
+    tokens = h.exchange(client_id, code, verifier).json()
+    assert "refresh_token" not in tokens
+    assert h.rpc("ping", token=tokens["access_token"]).status_code == 200
