@@ -248,3 +248,57 @@ def test_auto_reload_with_the_real_adapter_charges_once_even_racing(
     finally:
         first.close()
         second.close()
+
+
+def test_unreachable_stripe_grants_nothing(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    c = stripe_container(tmp_path, db, f"http://127.0.0.1:{free_port()}")
+    try:
+        a = c.accounts.register("ada@example.com", "correct horse battery staple").account_id
+        head = c.store.max_position()
+        with pytest.raises(PaymentProviderUnavailable):
+            c.billing.create_checkout(a, credits=5)
+        assert c.store.max_position() == head
+        # Auto-reload against an unreachable Stripe: recorded, suspended, nothing granted.
+        from backline.domain.billing import SavedCard
+
+        profile = c.billing._profile_or_new(a)
+        profile.link_customer("cus_x")
+        profile.save_card(SavedCard("pm_x", "visa", "4242", 12, 2031))
+        c.store.save_all(profile)
+        c.billing.set_autoreload(a, enabled=True, quantity=5, threshold=0)
+        c.credits.grant(a, 1, "promo:1")
+        c.credits.debit(a, 1, "release:r1")
+        c.autoreload.catch_up()
+        status = c.billing.profile(a).last_status  # type: ignore[union-attr]
+        assert status is not None
+        assert status["status"] == "payment_provider_unavailable"
+        assert c.credits.balance(a) == 0
+    finally:
+        c.close()
+
+
+def test_the_sandbox_is_refused_in_production() -> None:
+    from backline.adapters.sandbox_payments import SandboxPayments
+
+    class Memory:
+        def __init__(self) -> None:
+            self.data: dict[tuple[str, str], bytes] = {}
+
+        def set(self, ns: str, key: str, value: bytes, expires_in: float | None) -> None:
+            self.data[ns, key] = value
+
+        def get(self, ns: str, key: str, renew_for: float | None = None) -> bytes | None:
+            return self.data.get((ns, key))
+
+    sandbox = SandboxPayments(Memory(), public_url="https://x", webhook_secret="w", production=True)
+    with pytest.raises(PaymentProviderUnavailable):
+        sandbox.create_checkout_session(checkout_request("hosted", False))
+    with pytest.raises(PaymentProviderUnavailable):
+        sandbox.charge_off_session(charge("cus_x", "pm_x"))
+    with pytest.raises(PaymentProviderUnavailable):
+        sandbox.session("cs_sandbox_x")
+    dev = SandboxPayments(Memory(), public_url="https://x", webhook_secret="w")
+    session = dev.create_checkout_session(checkout_request("hosted", False))
+    assert session.provider == "sandbox"
+    assert session.url == f"https://x/sandbox/checkout/{session.id}"
