@@ -430,6 +430,10 @@ async def read_oauth_request(request: Request[Any, Any, Any]) -> LitestarOAuth2R
                 data.setdefault(key, []).append(value)
     config = api_config(request)
     uri = config.public_url + request.url.path
+    if not config.production and uri.startswith("http://"):
+        # authlib refuses plain http off loopback (OAuth 2.1 requires TLS). Production
+        # keeps that check; a development deployment on http (compose, LAN) may proceed.
+        uri = "https://" + uri[len("http://") :]
     return LitestarOAuth2Request(request.method, uri, dict(request.headers), data)
 
 

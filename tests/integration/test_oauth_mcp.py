@@ -142,8 +142,11 @@ class Harness:
         return self.client.post("/api/mcp", json=body, headers=h)
 
 
-def build(tmp_path: Path, **env: str) -> tuple[TestClient, Container]:  # type: ignore[type-arg]
-    settings = make_settings(f"sqlite:///{tmp_path / 'b.db'}", tmp_path, **env)
+def build(
+    tmp_path: Path, database_url: str | None = None, **env: str
+) -> tuple[TestClient, Container]:  # type: ignore[type-arg]
+    url = database_url or f"sqlite:///{tmp_path / 'b.db'}"
+    settings = make_settings(url, tmp_path, **env)
     container = Container.build(settings)
     return TestClient(
         create_app(container, api_config(settings), start_background=False)
@@ -830,3 +833,21 @@ def test_client_name_is_escaped_and_refresh_only_when_registered(h: Harness) -> 
     tokens = h.exchange(client_id, code, verifier).json()
     assert "refresh_token" not in tokens
     assert h.rpc("ping", token=tokens["access_token"]).status_code == 200
+
+
+def test_flow_refresh_and_keys_on_both_backends(database_url: str, tmp_path: Path) -> None:
+    client, container = build(tmp_path, database_url)
+    with client:
+        h = Harness(client, container)
+        client_id, tokens = h.full_flow()
+        r = h.rpc(
+            "tools/call", {"name": "get_profile", "arguments": {}}, token=tokens["access_token"]
+        )
+        assert r.json()["result"]["structuredContent"]["profile"]["email"] == "ada@example.com"
+        refreshed = h.token(
+            grant_type="refresh_token", refresh_token=tokens["refresh_token"], client_id=client_id
+        )
+        assert refreshed.status_code == 200
+        assert h.rpc("ping", token=refreshed.json()["access_token"]).status_code == 200
+        container.runner.catch_up()
+        assert [c["client_id"] for c in container.credentials.clients()] == [client_id]
