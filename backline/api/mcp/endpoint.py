@@ -47,6 +47,7 @@ from backline.domain.errors import (
 log = structlog.get_logger(__name__)
 
 SUPPORTED_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
+SECRET_HEADERS = frozenset({"authorization", "cookie", "x-api-key", "x-mcp-upload-token"})
 LATEST_VERSION = SUPPORTED_VERSIONS[-1]
 SERVER_INFO = {"name": "backline", "title": "Backline", "version": "0.1.0"}
 INSTRUCTIONS = (
@@ -264,7 +265,9 @@ async def mcp_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
         provenance=provenance_of(request, config, arguments),
         client_ip=client_ip(request.scope),
         public_url=config.public_url,
-        headers={k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"},
+        headers={
+            k.lower(): v for k, v in request.headers.items() if k.lower() not in SECRET_HEADERS
+        },
         config=config,
     )
     try:
