@@ -1,0 +1,677 @@
+"""Release use cases: drafts, submission billed in credits, metadata update, takedown.
+
+Submission is one load-decide-save: the Release, the account's CreditLedger (the
+release debit ``release:<id>`` and, with ``tokenOffset``, the separate
+``token_offset:<id>`` debit), the first ProcessingJob, the conversation and
+Idempotency-Key indexes and the ISRC/UPC claims and sequences are saved by ONE
+``store.save_all`` call: no release without its debit, no debit without its release.
+A version race (two submissions at once) makes one of them retry, and the retry finds
+the release submitted and answers the first result without charging again.
+
+Cost = Σ tracks (1 credit per human song, 2 per AI-detected song by ``detect_audio_ai``;
+detection runs first for audio never checked) + 1 with ``tokenOffset``. Provenance is
+recorded on the release for analytics only (seed 000).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, BinaryIO, Protocol
+from uuid import UUID, uuid4
+
+import structlog
+
+from backline.application.credits import CreditService
+from backline.application.ports import Clock, SystemClock
+from backline.application.store import EventStore, retrying
+from backline.domain.credits import CreditLedger, ledger_id
+from backline.domain.delivery import (
+    RELEASE_DELIVERY,
+    RELEASE_TAKEDOWN,
+    RELEASE_UPDATE,
+    ProcessingJob,
+)
+from backline.domain.errors import Conflict, NotFound, ValidationFailed
+from backline.domain.identifiers import (
+    DEFAULT_SHARDS,
+    DESIGNATION_SPACE,
+    IdentifierClaim,
+    IdentifierSequence,
+    claim_id,
+    make_isrc,
+    make_upc,
+    sequence_id,
+    upc_capacity,
+)
+from backline.domain.pricing import TOKEN_OFFSET_CREDITS, release_cost
+from backline.domain.releases import (
+    ConversationIndex,
+    Draft,
+    FileFacts,
+    IdempotencyIndex,
+    Release,
+    ValidatedRelease,
+    conversation_index_id,
+    idempotency_index_id,
+    merge_draft,
+    urls_of,
+    validate_submission,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_ID_LENGTH = 200
+
+
+class ReleaseFiles(Protocol):
+    """What releases need from uploads (issue 4): file facts, AI detection, bytes."""
+
+    def facts(self, account_id: UUID, url: str) -> FileFacts | None:
+        """The caller's file at ``url`` (None when missing or someone else's)."""
+        ...
+
+    def ensure_detected(
+        self, account_id: UUID, url: str, *, release_id: UUID, track_index: int
+    ) -> FileFacts | None:
+        """Facts after running AI detection if it never ran for this file."""
+        ...
+
+    def open(self, owner_id: UUID, url: str) -> BinaryIO:
+        """Read the stored bytes (for delivery)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    isrc_prefix: str = "ZZBLN"
+    upc_prefix: str = "020000"
+    stores: tuple[str, ...] = ("spotify", "apple_music", "amazon_music")
+    max_attempts: int = 5
+    shards: int = DEFAULT_SHARDS
+    submit_rate_limit: str = "10 per 60 seconds"
+
+
+class ReleaseInsufficientCredits(Conflict):
+    """The balance does not cover the release: cost, balance and how to buy."""
+
+    code = "insufficient_credits"
+
+
+@dataclass(frozen=True)
+class DraftResult:
+    release_id: UUID
+    draft: Draft
+    draft_version: int
+    position: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    release_id: UUID
+    job_id: UUID
+    credits_charged: int
+    track_credits: int
+    token_offset_credits: int
+    new_balance: int
+    ai_tracks: int
+    human_tracks: int
+    upc: str
+    isrcs: list[str]
+    replayed: bool
+    position: int
+    status: str = "queued"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    release_id: UUID
+    job_id: UUID
+    kind: str
+    position: int
+
+
+@dataclass
+class _Identifiers:
+    aggregates: list[Any] = field(default_factory=list)
+
+
+def _clean_id(value: object, field_name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not value.strip():
+        raise ValidationFailed(
+            f"{field_name} must be a string of at most {MAX_ID_LENGTH} characters.",
+            code="invalid_field",
+            field=field_name,
+        )
+    return value.strip()
+
+
+def parse_release_id(value: object, field_name: str = "releaseId") -> UUID | None:
+    text = _clean_id(value, field_name)
+    if text is None:
+        return None
+    try:
+        return UUID(text)
+    except ValueError:
+        raise NotFound("Release not found.", code="release_not_found") from None
+
+
+class ReleaseService:
+    def __init__(
+        self,
+        store: EventStore,
+        credits: CreditService,
+        files: ReleaseFiles,
+        policy: ReleasePolicy | None = None,
+        clock: Clock | None = None,
+        reload: Callable[[UUID, int], str] | None = None,
+        reload_enabled: Callable[[UUID], bool] | None = None,
+    ) -> None:
+        self.store = store
+        self.credits = credits
+        self.files = files
+        self.policy = policy or ReleasePolicy()
+        self.clock = clock or SystemClock()
+        self.reload = reload
+        self.reload_enabled = reload_enabled
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def get_owned(self, account_id: UUID, release_id: UUID) -> Release:
+        release = self.store.get(release_id, Release, what="release")
+        release.ensure_owner(account_id)
+        return release
+
+    def get_job(self, account_id: UUID, job_id: UUID) -> ProcessingJob:
+        job = self.store.get(job_id, ProcessingJob, what="job")
+        job.ensure_owner(account_id)
+        return job
+
+    def _by_conversation(self, account_id: UUID, conversation_id: str) -> Release | None:
+        index = self.store.find(
+            conversation_index_id(account_id, conversation_id), ConversationIndex
+        )
+        if index is None:
+            return None
+        return self.store.find(index.release_id, Release)
+
+    def _locate(
+        self,
+        account_id: UUID,
+        release_id: UUID | None,
+        conversation_id: str | None,
+        provenance: str,
+    ) -> tuple[Release, list[Any]]:
+        """The release addressed (or a new one) and the new index aggregates to save."""
+        if release_id is not None:
+            return self.get_owned(account_id, release_id), []
+        if conversation_id is not None:
+            found = self._by_conversation(account_id, conversation_id)
+            if found is not None:
+                return found, []
+            release = Release(
+                owner_id=account_id, conversation_id=conversation_id, provenance=provenance
+            )
+            index = ConversationIndex(
+                owner_id=account_id, conversation_id=conversation_id, release_id=release.id
+            )
+            return release, [index]
+        return Release(owner_id=account_id, conversation_id=None, provenance=provenance), []
+
+    # -- drafts -----------------------------------------------------------------------------
+
+    def save_draft(
+        self,
+        account_id: UUID,
+        body: Mapping[str, Any],
+        *,
+        provenance: str = "MCP",
+    ) -> DraftResult:
+        release_id = parse_release_id(body.get("releaseId"))
+        conversation_id = _clean_id(body.get("conversationId"), "conversationId")
+        mode = body.get("mode") or "delta"
+        if not isinstance(mode, str):
+            raise ValidationFailed("mode must be a string.", code="invalid_mode", field="mode")
+        change = {
+            k: body[k]
+            for k in ("release", "tracks", "trackPatches", "uploadRequests", "status")
+            if body.get(k) is not None
+        }
+
+        def attempt() -> DraftResult:
+            release, indexes = self._locate(account_id, release_id, conversation_id, provenance)
+            created = release.version == 1 and bool(release.pending_events)
+            draft = release.save_draft(change, mode=mode)
+            position = self.store.save_all(release, *indexes)
+            return DraftResult(release.id, draft, release.draft_count, position, created)
+
+        return retrying(attempt)
+
+    def draft_history(self, account_id: UUID, release_id: UUID) -> list[dict[str, Any]]:
+        """Every saved snapshot of a draft, oldest first (read from the events)."""
+        self.get_owned(account_id, release_id)
+        out: list[dict[str, Any]] = []
+        for e in self.store.events.get(release_id):
+            if isinstance(e, Release.DraftSaved):
+                out.append(
+                    {
+                        "version": len(out) + 1,
+                        "mode": e.mode,
+                        "savedAt": e.timestamp.isoformat(),
+                        "change": e.change,
+                        "release": e.release,
+                        "tracks": e.tracks,
+                        "uploadRequests": e.upload_requests,
+                        "status": e.status,
+                    }
+                )
+        return out
+
+    # -- submission ---------------------------------------------------------------------------
+
+    def _replay(self, release: Release, position: int = 0) -> SubmitResult:
+        sub = release.submission
+        assert sub is not None
+        assert release.metadata is not None
+        return SubmitResult(
+            release_id=release.id,
+            job_id=sub["job_id"],
+            credits_charged=int(sub["cost"]),
+            track_credits=int(sub["track_credits"]),
+            token_offset_credits=int(sub["token_offset_credits"]),
+            new_balance=int(sub["balance_after"]),
+            ai_tracks=int(sub["ai_tracks"]),
+            human_tracks=int(sub["human_tracks"]),
+            upc=str(release.metadata.get("upc")),
+            isrcs=[str(t.get("isrc")) for t in release.tracks],
+            replayed=position == 0,
+            position=position,
+        )
+
+    def _file_facts(
+        self,
+        account_id: UUID,
+        refs: Sequence[tuple[str, str, str]],
+        release_id: UUID,
+        cache: dict[str, FileFacts | None],
+    ) -> dict[str, FileFacts | None]:
+        for field_name, kind, url in refs:
+            if url in cache:
+                continue
+            facts = self.files.facts(account_id, url)
+            if (
+                facts is not None
+                and kind == "audio"
+                and facts.kind == "audio"
+                and facts.contains_ai is None
+                and facts.detection_status not in ("ok", "too_large")
+            ):
+                index = int(field_name.split("[", 1)[1].split("]", 1)[0])
+                facts = self.files.ensure_detected(
+                    account_id, url, release_id=release_id, track_index=index
+                )
+            cache[url] = facts
+        return cache
+
+    def _today(self) -> date:
+        return self.clock.now().date()
+
+    def submit(
+        self,
+        account_id: UUID,
+        body: Mapping[str, Any],
+        *,
+        provenance: str = "MCP",
+        idempotency_key: str | None = None,
+    ) -> SubmitResult:
+        release_id = parse_release_id(body.get("releaseId"))
+        conversation_id = _clean_id(body.get("conversationId"), "conversationId")
+        key = _clean_id(idempotency_key, "Idempotency-Key")
+        token_offset = body.get("tokenOffset", False)
+        if token_offset is None:
+            token_offset = False
+        if not isinstance(token_offset, bool):
+            raise ValidationFailed(
+                "tokenOffset must be true or false.", code="invalid_field", field="tokenOffset"
+            )
+        release_delta = body.get("release")
+        tracks_delta = body.get("tracks")
+        cache: dict[str, FileFacts | None] = {}
+        reloaded = False
+
+        def replayed_by_key() -> Release | None:
+            if key is None:
+                return None
+            index = self.store.find(idempotency_index_id(account_id, key), IdempotencyIndex)
+            if index is None:
+                return None
+            return self.store.find(index.release_id, Release)
+
+        def attempt() -> SubmitResult:
+            earlier = replayed_by_key()
+            if earlier is not None and earlier.submitted:
+                return self._replay(earlier)
+            release, indexes = self._locate(account_id, release_id, conversation_id, provenance)
+            if release.submitted:
+                return self._replay(release)
+            merged = merge_draft(
+                release.draft, mode="delta", release=release_delta, tracks=tracks_delta
+            )
+            refs = urls_of(merged.release, merged.tracks)
+            files = self._file_facts(account_id, refs, release.id, cache)
+            validated = validate_submission(
+                merged.release,
+                merged.tracks,
+                owner_id=account_id,
+                today=self._today(),
+                files=files,
+            )
+            identifiers = self._identify(account_id, release.id, validated)
+            ai = sum(1 for t in validated.tracks if t.get("ai_detected"))
+            track_credits = release_cost(len(validated.tracks) - ai, ai)
+            offset = TOKEN_OFFSET_CREDITS if token_offset else 0
+            ledger = self.credits.load_ledger(account_id)
+            total = track_credits + offset
+            if ledger.balance < total:
+                raise self._insufficient(account_id, total, ledger.balance, track_credits, offset)
+            details = {
+                "release_id": str(release.id),
+                "tracks": str(len(validated.tracks)),
+                "ai_tracks": str(ai),
+                "provenance": provenance,
+            }
+            ledger.debit(track_credits, f"release:{release.id}", details=details)
+            if offset:
+                ledger.debit(
+                    offset,
+                    f"token_offset:{release.id}",
+                    details={"release_id": str(release.id), "kind": "token_offset"},
+                )
+            job = ProcessingJob(
+                kind=RELEASE_DELIVERY,
+                release_id=release.id,
+                owner_id=account_id,
+                release_version=release.version + 1,
+                stores=list(self.policy.stores),
+                max_attempts=self.policy.max_attempts,
+            )
+            release.submit(
+                validated,
+                track_credits=track_credits,
+                token_offset_credits=offset,
+                provenance=provenance,
+                idempotency_key=key,
+                job_id=job.id,
+                balance_after=ledger.balance,
+                stores=list(self.policy.stores),
+            )
+            if key is not None and earlier is None:
+                indexes.append(
+                    IdempotencyIndex(owner_id=account_id, key=key, release_id=release.id)
+                )
+            position = self.store.save_all(release, ledger, job, *indexes, *identifiers)
+            log.info(
+                "release_submitted",
+                release_id=str(release.id),
+                job_id=str(job.id),
+                cost=total,
+                ai_tracks=ai,
+                provenance=provenance,
+            )
+            return self._replay(release, position)
+
+        while True:
+            try:
+                return self.credits.retry(account_id, attempt)
+            except ReleaseInsufficientCredits as e:
+                if reloaded or self.reload is None or not self._reload_enabled(account_id):
+                    raise
+                reloaded = True
+                outcome = self.reload(account_id, int(e.details["cost"]))
+                log.info("release_autoreload", account_id=str(account_id), outcome=outcome)
+                if outcome != "succeeded":
+                    e.details["autoReload"] = {
+                        "enabled": True,
+                        "attempted": True,
+                        "outcome": outcome,
+                    }
+                    raise
+
+    def _reload_enabled(self, account_id: UUID) -> bool:
+        return self.reload_enabled is not None and self.reload_enabled(account_id)
+
+    def _insufficient(
+        self, account_id: UUID, cost: int, balance: int, track_credits: int, offset: int
+    ) -> ReleaseInsufficientCredits:
+        enabled = self._reload_enabled(account_id)
+        return ReleaseInsufficientCredits(
+            f"Not enough credits: this release costs {cost} and the balance is {balance}.",
+            cost=cost,
+            balance=balance,
+            needed=cost,
+            available=balance,
+            shortfall=cost - balance,
+            breakdown={"tracks": track_credits, "tokenOffset": offset},
+            howToBuy={
+                "checkout": "Call create_credit_checkout_session with credits (1-1000, $1 "
+                "each) or a packageId from get_pricing, pay, then submit again.",
+                "autoReload": "Save a card (savePaymentMethod: true) and call set_autoreload "
+                '{"enabled": true, "packageId": "credits_100"} so the balance tops up '
+                "before submissions.",
+                "pricing": "get_pricing lists the bundles.",
+            },
+            autoReload={"enabled": enabled, "attempted": False},
+        )
+
+    # -- identifiers --------------------------------------------------------------------------
+
+    def _shard(self, release_id: UUID) -> int:
+        return int(hashlib.sha256(release_id.bytes).hexdigest(), 16) % self.policy.shards
+
+    def _identify(
+        self, account_id: UUID, release_id: UUID, validated: ValidatedRelease
+    ) -> list[Any]:
+        """Claim given identifiers, assign missing ones; returns aggregates to save."""
+        out: list[Any] = []
+        claimed: set[UUID] = set()
+
+        def claim_given(kind: str, value: str, field_name: str) -> None:
+            cid = claim_id(kind, value)
+            if cid in claimed:
+                return
+            existing = self.store.find(cid, IdentifierClaim)
+            if existing is not None:
+                existing.ensure_usable_by(account_id, release_id, field_name)
+                return
+            claimed.add(cid)
+            out.append(
+                IdentifierClaim(
+                    kind=kind,
+                    value=value,
+                    owner_id=account_id,
+                    release_id=release_id,
+                    assigned=False,
+                )
+            )
+
+        upc = validated.release.get("upc")
+        if upc:
+            claim_given("upc", str(upc), "release.upc")
+        for i, t in enumerate(validated.tracks):
+            if t.get("isrc"):
+                claim_given("isrc", str(t["isrc"]), f"tracks[{i}].isrc")
+        shard = self._shard(release_id)
+        year = self._today().year
+        missing = validated.missing_isrcs
+        if missing:
+            scope = f"{self.policy.isrc_prefix}{year % 100:02d}"
+            values = self._take(
+                "isrc",
+                scope,
+                shard,
+                DESIGNATION_SPACE,
+                len(missing),
+                lambda n: make_isrc(self.policy.isrc_prefix, year, n),
+                out,
+                claimed,
+            )
+            for i, value in zip(missing, values, strict=True):
+                validated.tracks[i]["isrc"] = value
+                out.append(
+                    IdentifierClaim(
+                        kind="isrc",
+                        value=value,
+                        owner_id=account_id,
+                        release_id=release_id,
+                        assigned=True,
+                    )
+                )
+        if not upc:
+            (value,) = self._take(
+                "upc",
+                self.policy.upc_prefix,
+                shard,
+                upc_capacity(self.policy.upc_prefix),
+                1,
+                lambda n: make_upc(self.policy.upc_prefix, n),
+                out,
+                claimed,
+            )
+            validated.release["upc"] = value
+            out.append(
+                IdentifierClaim(
+                    kind="upc",
+                    value=value,
+                    owner_id=account_id,
+                    release_id=release_id,
+                    assigned=True,
+                )
+            )
+        return out
+
+    def _take(
+        self,
+        kind: str,
+        scope: str,
+        shard: int,
+        capacity: int,
+        count: int,
+        render: Callable[[int], str],
+        out: list[Any],
+        claimed: set[UUID],
+    ) -> list[str]:
+        """``count`` fresh values from the shard's sequence, skipping claimed ones."""
+        seq = self.store.find(sequence_id(kind, scope, shard), IdentifierSequence)
+        if seq is None:
+            seq = IdentifierSequence(
+                kind=kind, scope=scope, shard=shard, shards=self.policy.shards, capacity=capacity
+            )
+        values: list[str] = []
+        skip = 0
+        while len(values) < count:
+            n = seq.peek(skip)
+            if n is None:
+                seq.take(skip + 1)  # raises SequenceExhausted
+            assert n is not None
+            skip += 1
+            value = render(n)
+            cid = claim_id(kind, value)
+            if cid in claimed or self.store.find(cid, IdentifierClaim) is not None:
+                continue  # taken by a user-given identifier: skip it
+            claimed.add(cid)
+            values.append(value)
+        seq.take(skip)
+        out.append(seq)
+        return values
+
+    # -- after submission ---------------------------------------------------------------------
+
+    def update_metadata(
+        self,
+        account_id: UUID,
+        release_id: UUID,
+        body: Mapping[str, Any],
+        *,
+        provenance: str = "MCP",
+    ) -> JobResult:
+        """Change a submitted release's metadata and deliver it again (a new job).
+
+        The UPC, the track list, ISRCs and audio stay as submitted; titles, artist names,
+        genre, date, cover art, writers and explicit flags may change. No credits.
+        """
+        cache: dict[str, FileFacts | None] = {}
+
+        def attempt() -> JobResult:
+            release = self.get_owned(account_id, release_id)
+            release.ensure_live_for("updated")
+            assert release.metadata is not None
+            base = Draft(release=dict(release.metadata), tracks=[dict(t) for t in release.tracks])
+            merged = merge_draft(
+                base,
+                mode="delta",
+                release=body.get("release"),
+                tracks=body.get("tracks"),
+                track_patches=body.get("trackPatches"),
+            )
+            files = self._file_facts(
+                account_id, urls_of(merged.release, merged.tracks), release.id, cache
+            )
+            validated = validate_submission(
+                merged.release,
+                merged.tracks,
+                owner_id=account_id,
+                today=self._today(),
+                files=files,
+            )
+            validated.release["upc"] = release.metadata.get("upc")
+            job = ProcessingJob(
+                kind=RELEASE_UPDATE,
+                release_id=release.id,
+                owner_id=account_id,
+                release_version=release.version + 1,
+                stores=list(self.policy.stores),
+                max_attempts=self.policy.max_attempts,
+            )
+            release.update_metadata(validated, job_id=job.id, stores=list(self.policy.stores))
+            position = self.store.save_all(release, job)
+            return JobResult(release.id, job.id, job.kind, position)
+
+        return retrying(attempt)
+
+    def takedown(
+        self, account_id: UUID, release_id: UUID, *, reason: str = "", provenance: str = "MCP"
+    ) -> JobResult:
+        if not isinstance(reason, str):
+            raise ValidationFailed("reason must be text.", code="invalid_field", field="reason")
+
+        def attempt() -> JobResult:
+            release = self.get_owned(account_id, release_id)
+            release.ensure_live_for("taken down")
+            job = ProcessingJob(
+                kind=RELEASE_TAKEDOWN,
+                release_id=release.id,
+                owner_id=account_id,
+                release_version=release.version + 1,
+                stores=list(self.policy.stores),
+                max_attempts=self.policy.max_attempts,
+            )
+            release.request_takedown(job_id=job.id, reason=reason, stores=list(self.policy.stores))
+            position = self.store.save_all(release, job)
+            return JobResult(release.id, job.id, job.kind, position)
+
+        return retrying(attempt)
+
+    def new_id(self) -> UUID:
+        return uuid4()
+
+    def ledger_balance(self, account_id: UUID) -> int:
+        found = self.store.find(ledger_id(account_id), CreditLedger)
+        return found.balance if found is not None else 0
+
+    def now(self) -> datetime:
+        return self.clock.now()
