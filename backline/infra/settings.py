@@ -166,7 +166,9 @@ def _uploads(get: Any) -> UploadSettings:
 def _licensing(get: Any, secret_key: str, database_url: str, production: bool) -> LicensingSettings:
     try:
         return LicensingSettings.from_env(
-            get, secret_key=secret_key, is_sqlite=database_url.startswith("sqlite"),
+            get,
+            secret_key=secret_key,
+            is_sqlite=database_url.startswith("sqlite"),
             production=production,
         )
     except LicensingSettingsError as e:
