@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
+from eventsourcing.application import AggregateNotFoundError, Repository
+
 from backline.application.store import EventStore, retrying
 from backline.domain.errors import Conflict, DomainError, Unauthorized, ValidationFailed
 from backline.domain.oauth import (
@@ -124,6 +126,13 @@ class OAuthService:
         self.store = store
         self.policy = policy or OAuthPolicy()
         self.clock = clock
+        # Token checks are the hot path and a grant gains an event per refresh. This
+        # repository caches grants and fast-forwards them with the events saved since
+        # (one indexed read, usually empty) on every load, so a check stays cheap and
+        # still sees a revocation written by any process at once.
+        self.grants: Repository[UUID] = Repository(
+            store.events, cache_maxsize=4096, fastforward=True
+        )
 
     # -- clients (RFC 7591) -------------------------------------------------------------
 
@@ -349,7 +358,7 @@ class OAuthService:
         grant_id = grant_id_of(access_token, ACCESS_PREFIX)
         if grant_id is None:
             return None
-        grant = self.store.find(grant_id, Grant)
+        grant = self.load_grant(grant_id)
         if grant is None or not grant.access_valid(secret_hash(access_token), self.clock()):
             return None
         if self.get_client(grant.client_id) is None and not grant.via.startswith("cli"):
@@ -361,6 +370,13 @@ class OAuthService:
             audience=grant.audience,
             grant_id=grant.id,
         )
+
+    def load_grant(self, grant_id: UUID) -> Grant | None:
+        try:
+            grant: object = self.grants.get(grant_id)
+        except AggregateNotFoundError:
+            return None
+        return grant if isinstance(grant, Grant) else None
 
     def revoke_token(self, token: str, client_id: str | None = None) -> bool:
         """RFC 7009: revoke the grant an access or refresh token belongs to."""

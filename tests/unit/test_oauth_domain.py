@@ -290,3 +290,22 @@ def test_api_key_service(store: EventStore) -> None:
     assert keys.authenticate(rotated.key) is None
     with pytest.raises(ValidationFailed):
         keys.create(owner, "x" * 101)
+
+
+def test_token_checks_stay_cheap_and_consistent_after_many_refreshes(
+    store: EventStore, oauth: OAuthService, clock: Clock
+) -> None:
+    client = oauth.register_client(["http://127.0.0.1:1/cb"])
+    tokens = oauth.exchange_code(_issue(oauth, client.client_id, uuid4()), client.client_id)
+    for _ in range(120):
+        clock.now += 60
+        tokens = oauth.refresh(tokens.refresh_token, client.client_id)
+        assert oauth.authenticate_access(tokens.access_token) is not None
+    # A second service (another process) revokes: the cached grant sees it at once.
+    other = OAuthService(store, oauth.policy, clock=clock)
+    assert other.revoke_token(tokens.access_token)
+    assert oauth.authenticate_access(tokens.access_token) is None
+    grant = oauth.load_grant(tokens.grant_id)
+    assert grant is not None
+    assert grant.revoked
+    assert len(grant.refresh) == 0
