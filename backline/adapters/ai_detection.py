@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mutagen
 import structlog
 
 from backline.application.file_ports import Detection
@@ -145,6 +144,8 @@ def _claim_generator(window: bytes) -> str | None:
 
 def _tag_texts(path: Path) -> Iterator[tuple[str, str]]:
     """(source, text) for every textual tag the file carries."""
+    import mutagen
+
     try:
         mf = mutagen.File(str(path))
     except Exception:

@@ -22,13 +22,14 @@ import hashlib
 import io
 import random
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 from backline.application.file_ports import GeneratedImage, ImageGenerationFailed
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageFont
 
 PALETTE_WORDS: list[tuple[tuple[str, ...], list[tuple[int, int, int]]]] = [
     (("sunset", "dusk", "warm", "amber"), [(255, 94, 58), (255, 173, 96), (122, 40, 110)]),
@@ -68,6 +69,9 @@ def palette_for(prompt: str, rng: random.Random) -> list[tuple[int, int, int]]:
 def _gradient(
     size: int, a: tuple[int, int, int], b: tuple[int, int, int], angle: float
 ) -> Image.Image:
+    import numpy as np
+    from PIL import Image
+
     small = 512
     ys, xs = np.mgrid[0:small, 0:small].astype(np.float32) / (small - 1)
     t = (xs * np.cos(angle) + ys * np.sin(angle) + 1.0) / 2.0
@@ -80,6 +84,8 @@ def _gradient(
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    from PIL import ImageFont
+
     try:
         return ImageFont.load_default(size=size)
     except Exception:  # Pillow built without FreeType
@@ -93,6 +99,8 @@ def _title(prompt: str) -> str:
 
 def render(prompt: str, size: int = 3000, base: Image.Image | None = None) -> Image.Image:
     """Deterministic artwork for ``prompt`` (and ``base`` when editing)."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
     extra = b""
     if base is not None:
         extra = hashlib.sha256(base.tobytes()).digest()
@@ -156,6 +164,8 @@ class ProceduralCoverArt:
     def generate(
         self, prompt: str, base: bytes | None = None, base_mime: str | None = None
     ) -> GeneratedImage:
+        from PIL import Image, ImageOps
+
         base_image = None
         if base is not None:
             try:

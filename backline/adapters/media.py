@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import soundfile
-from PIL import Image, ImageOps
-
 from backline.application.file_ports import Inspection
 from backline.domain.errors import ValidationFailed
 from backline.domain.uploads import UnsupportedMedia, audio_requirements, cover_requirements
@@ -193,6 +190,8 @@ class SoundfilePillowInspector:
     # -- audio -----------------------------------------------------------------------
 
     def _audio(self, path: Path, size: int, fmt: str, declared_type: str | None) -> Inspection:
+        import soundfile  # imported on first use: numpy and libsndfile cost ~20 MB of RSS
+
         warnings: list[str] = []
         if fmt == "WAV":
             declared = _riff_declared_data(path, size)
@@ -304,6 +303,8 @@ class SoundfilePillowInspector:
     # -- images ----------------------------------------------------------------------
 
     def _image(self, path: Path, size: int, fmt: str, declared_type: str | None) -> Inspection:
+        from PIL import Image, ImageOps
+
         limit = self.limits.max_image_pixels
         try:
             im = Image.open(path, formats=["JPEG", "PNG"])

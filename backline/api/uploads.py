@@ -9,7 +9,8 @@
 * ``POST /api/mcp/upload/complete`` — same auth; ``sessionId``, ``fileName``,
   ``fileType``, ``type``.
 * ``GET /api/mcp/upload/status?sessionId=`` — which chunks arrived (to resume).
-* ``GET /api/files/{bucket}/{user_id}/{name}`` — the owner only (others: 404), with
+* ``GET /api/files/{bucket}/{user_id}/{name}`` — the owner only (others: 404), or anyone
+  holding a signed, expiring URL for that path (``?expires=&signature=``, api/signing.py), with
   ``Content-Type``, ``Content-Length``, ``ETag`` (the SHA-256), ``If-None-Match`` and
   single ``Range`` requests, streamed from disk.
 
@@ -36,8 +37,9 @@ from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_
 from backline.api.auth import Principal, api_config, resolve_principal, services
 from backline.api.errors import render
 from backline.api.forms import in_thread
+from backline.api.signing import verify_signed_path
 from backline.application.uploads import UPLOAD_HEADER, PublishedFile, decode_base64
-from backline.domain.errors import DomainError, Unauthorized, ValidationFailed
+from backline.domain.errors import DomainError, NotFound, Unauthorized, ValidationFailed
 from backline.domain.uploads import (
     InvalidUploadToken,
     PayloadTooLarge,
@@ -45,7 +47,7 @@ from backline.domain.uploads import (
     parse_kind,
 )
 
-FLUSH_BYTES = 1 << 20
+FLUSH_BYTES = 512 * 1024
 READ_BYTES = 256 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_FIELD_BYTES = 4096
@@ -477,12 +479,20 @@ async def _file_body(path: Path, start: int, length: int) -> AsyncIterator[bytes
 async def get_file(
     request: Request[Any, Any, Any], bucket: str, user_id: str, name: str
 ) -> Response[Any]:
-    principal = await _principal(request)
-    if principal is None:
-        raise Unauthorized("Sign in first.", code="unauthorized")
-    ref = parse_file_url(f"/api/files/{bucket}/{user_id}/{name}")
+    path_only = f"/api/files/{bucket}/{user_id}/{name}"
+    ref = parse_file_url(path_only)
     uploads = services(request).uploads
-    f = await in_thread(uploads.get_file, ref, principal.account_id)
+    expires, signature = request.query_params.get("expires"), request.query_params.get("signature")
+    if expires and signature:
+        # A signed, expiring URL (api/signing.py, e.g. a profile's avatar) grants this path.
+        if not verify_signed_path(api_config(request).secret_key, path_only, expires, signature):
+            raise NotFound("File not found.", code="file_not_found")
+        f = await in_thread(uploads.get_file, ref, None)
+    else:
+        principal = await _principal(request)
+        if principal is None:
+            raise Unauthorized("Sign in first.", code="unauthorized")
+        f = await in_thread(uploads.get_file, ref, principal.account_id)
     path = uploads.open_blob(f)
     if path is None or not path.exists():
         raise DomainError("The file's bytes are unavailable.", code="file_unavailable")

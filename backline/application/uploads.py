@@ -46,7 +46,7 @@ from backline.application.file_ports import (
 )
 from backline.application.ports import Clock, SystemClock
 from backline.application.store import CommandConflict, EventStore, retrying
-from backline.domain.errors import DomainError, NotFound, ValidationFailed
+from backline.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
 from backline.domain.uploads import (
     BUCKET_BY_KIND,
     FileRef,
@@ -449,6 +449,11 @@ class UploadService:
         if session is None:
             raise NotFound("Upload session not found.", code="session_not_found")
         session.ensure_owner(account_id)
+        if self.clock.now() >= session.expires_at and session.state == "open":
+            raise Conflict(
+                "This upload session has expired; prepare a new upload.",
+                code="upload_session_expired",
+            )
         return session
 
     def accept_chunk(

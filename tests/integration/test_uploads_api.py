@@ -188,6 +188,13 @@ def test_tokens_sessions_and_users_are_isolated(api: Api) -> None:
     )
     expired = api.prepare(ada, len(wav), chunkBytes=CHUNK)
     assert code(api.send_raw(expired, 0, chunk)) == (401, "upload_token_expired")
+    # The owner's bearer token does not revive an expired session either.
+    r = api.client.post(
+        "/api/mcp/upload/chunk",
+        content=chunk,
+        headers={**ada, "x-session-id": expired["session_id"], "x-chunk-index": "0"},
+    )
+    assert code(r) == (409, "upload_session_expired")
 
 
 def test_bad_chunks(api: Api) -> None:
@@ -497,3 +504,25 @@ def test_generate_cover_art_edit_and_budget(api: Api) -> None:
         api.tool("generate_cover_art", {"prompt": "Bob's cover"}, bob)["rateLimit"]["remaining"]
         == 2
     )
+
+
+def test_signed_file_urls(api: Api) -> None:
+    from backline.api.signing import sign_path
+
+    _, h = api.user()
+    r = api.client.post(
+        "/api/mcp/upload",
+        files={"file": ("c.png", image_bytes(300, 300), "image/png")},
+        data={"type": "coverArt"},
+        headers=h,
+    )
+    url = r.json()["fileUrl"]
+    secret = api.container.settings.secret_key
+    signed = sign_path(secret, url)
+    got = api.client.get(signed)
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "image/png"
+    assert api.client.get(signed.replace("signature=", "signature=0")).status_code == 404
+    assert api.client.get(sign_path(secret, url, ttl=-10)).status_code == 404
+    other = url.rsplit("/", 1)[0] + "/other.png"
+    assert api.client.get(sign_path(secret, other)).status_code == 404
