@@ -40,7 +40,7 @@ from backline.domain.billing import (
     billing_profile_id,
     billing_profile_id_for_ledger,
 )
-from backline.domain.credits import MAX_TRANSACTION_CREDITS, CreditLedger
+from backline.domain.credits import MAX_TRANSACTION_CREDITS
 from backline.domain.errors import Conflict, ValidationFailed
 from backline.domain.pricing import CURRENCY, MAX_RELOAD_THRESHOLD, Quote, quote
 
@@ -432,7 +432,7 @@ class BillingService:
             p = self.store.find(profile_id, BillingProfile)
             if p is None:
                 return None
-            found = self.store.find(ledger, CreditLedger)
+            found = self.credits.ledger_by_id(ledger)
             balance = found.balance if found is not None else 0
             if not p.wants_reload(balance, now):
                 return None

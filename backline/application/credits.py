@@ -53,7 +53,8 @@ class CreditService:
         self._cache_lock = threading.Lock()
         # Writers in one process queue on a per-ledger lock instead of racing the store;
         # writers in other processes still meet optimistic concurrency and retry.
-        self._locks = [threading.Lock() for _ in range(stripes)]
+        # Re-entrant: a use case may call ``debit`` inside its own ``retry``.
+        self._locks = [threading.RLock() for _ in range(stripes)]
 
     # -- loading ------------------------------------------------------------------------
 
@@ -65,6 +66,10 @@ class CreditService:
     def balance(self, account_id: UUID) -> int:
         found = self._current(ledger_id(account_id))
         return found.balance if found is not None else 0
+
+    def ledger_by_id(self, lid: UUID) -> CreditLedger | None:
+        """The stored ledger with this id (cached, fast-forwarded), or None."""
+        return self._current(lid)
 
     def _current(self, lid: UUID) -> CreditLedger | None:
         """The stored ledger, from a per-process cache fast-forwarded from the store.

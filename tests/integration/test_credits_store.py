@@ -299,3 +299,11 @@ def test_the_ledger_cache_fast_forwards_over_other_processes_writes(
     finally:
         a_side.close()
         b_side.close()
+
+
+def test_a_use_case_may_debit_inside_its_own_retry(container: Container) -> None:
+    c = container
+    a = new_account(c)
+    c.credits.grant(a, 3, "promo:1")
+    result = c.credits.retry(a, lambda: c.credits.debit(a, 2, "release:nested"))
+    assert (result.applied, result.balance) == (True, 1)
