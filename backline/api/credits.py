@@ -25,7 +25,7 @@ from backline.api.profile import iso_ms
 from backline.application.billing import autoreload_view
 from backline.application.payments import InvalidWebhook
 from backline.domain.credits import transaction_id
-from backline.domain.errors import ValidationFailed
+from backline.domain.errors import NotFound, ValidationFailed
 from backline.domain.pricing import (
     AI_SONG_CREDITS,
     BUNDLES,
@@ -436,9 +436,6 @@ class SandboxCheckoutController(Controller):
 
 def _sandbox(svc: Services) -> Any:
     sandbox = svc.sandbox_payments
-    if sandbox is None:
-        raise ValidationFailed(
-            "The sandbox payment provider is not active (Stripe is configured).",
-            code="sandbox_disabled",
-        )
+    if sandbox is None:  # Stripe is configured: there is no sandbox page
+        raise NotFound("Not found.", code="not_found")
     return sandbox
