@@ -330,6 +330,8 @@ class BillingService:
     def _payment_intent_succeeded(self, evt: VerifiedEvent) -> WebhookOutcome:
         obj = evt.object
         metadata = obj.get("metadata") or {}
+        if metadata.get("save_payment_method") == "true":
+            return self._save_card_of_intent(evt)
         if metadata.get("source") != "autoreload" or not metadata.get("attempt_id"):
             return WebhookOutcome(evt.id, evt.type, "ignored")
         try:
@@ -341,6 +343,40 @@ class BillingService:
         return WebhookOutcome(
             evt.id, evt.type, "granted" if position > 0 else "duplicate", max(position, 0)
         )
+
+    def _save_card_of_intent(self, evt: VerifiedEvent) -> WebhookOutcome:
+        """A checkout payment that asked to keep its card: record the card (a second
+        chance when the lookup during ``checkout.session.completed`` failed)."""
+        obj = evt.object
+        metadata = obj.get("metadata") or {}
+        try:
+            account_id = UUID(_str(metadata.get("user_id")))
+        except ValueError:
+            return WebhookOutcome(evt.id, evt.type, "ignored_no_user")
+        pi = _str(obj.get("id"))
+        if self._account(account_id) is None or not pi:
+            return WebhookOutcome(evt.id, evt.type, "ignored_unknown_user")
+        card = self.payments.card_of_payment(pi)  # unavailable -> 503, Stripe redelivers
+        if card is None:
+            return WebhookOutcome(evt.id, evt.type, "ignored")
+
+        def attempt() -> int:
+            profile = self._profile_or_new(account_id)
+            before = len(profile.pending_events)
+            profile.link_customer(card.customer_id)
+            profile.save_card(
+                SavedCard(
+                    card.payment_method_id, card.brand, card.last4, card.exp_month, card.exp_year
+                )
+            )
+            if len(profile.pending_events) == before:
+                return -1
+            return self.store.save_all(profile)
+
+        position = retrying(attempt)
+        if position < 0:
+            return WebhookOutcome(evt.id, evt.type, "duplicate")
+        return WebhookOutcome(evt.id, evt.type, "card_saved", position)
 
     def _reverse_payment(
         self, evt: VerifiedEvent, payment_ref: str, fraction: tuple[int, int] | None

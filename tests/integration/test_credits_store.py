@@ -307,3 +307,29 @@ def test_a_use_case_may_debit_inside_its_own_retry(container: Container) -> None
     c.credits.grant(a, 3, "promo:1")
     result = c.credits.retry(a, lambda: c.credits.debit(a, 2, "release:nested"))
     assert (result.applied, result.balance) == (True, 1)
+
+
+def test_payment_intent_succeeded_saves_the_card_once(container: Container) -> None:
+    c = container
+    a = new_account(c)
+    _, payload, sig = buy(c, a, 5, save=False)
+    c.billing.handle_webhook(payload, sig)
+    assert c.billing.profile(a).latest_card is None  # type: ignore[union-attr]
+    pi = msgspec.json.decode(payload)["data"]["object"]["payment_intent"]
+    event = {
+        "id": "evt_pi_ok",
+        "type": "payment_intent.succeeded",
+        "data": {
+            "object": {
+                "id": pi,
+                "object": "payment_intent",
+                "status": "succeeded",
+                "setup_future_usage": "off_session",
+                "metadata": {"user_id": str(a), "credits": "5", "save_payment_method": "true"},
+            }
+        },
+    }
+    assert c.billing.handle_webhook(*signed(c, event)).outcome == "card_saved"
+    assert c.billing.handle_webhook(*signed(c, event)).outcome == "duplicate"
+    assert c.billing.profile(a).latest_card.last4 == "4242"  # type: ignore[union-attr]
+    assert c.credits.balance(a) == 5  # a card event grants nothing
