@@ -86,6 +86,12 @@ class LocalFileStore:
         else:
             path.unlink(missing_ok=True)
 
+    def list_children(self, prefix: str) -> list[str]:
+        path = self._path(prefix.rstrip("/"))
+        if not path.is_dir():
+            return []
+        return sorted(entry.name for entry in path.iterdir())
+
     def clean_staging(self, older_than_seconds: float) -> int:
         """Remove abandoned staging files (a killed request leaves one); returns the count."""
         import time

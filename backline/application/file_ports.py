@@ -40,6 +40,10 @@ class FileStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> None: ...
 
+    def list_children(self, prefix: str) -> list[str]:
+        """Names directly under ``prefix`` (one level), for housekeeping."""
+        ...
+
 
 @dataclass(frozen=True)
 class Inspection:

@@ -602,6 +602,18 @@ class UploadService:
             raise
         return staged, total.hexdigest()
 
+    def sweep_sessions(self) -> int:
+        """Delete stored chunks of sessions that are finished, expired or unknown."""
+        removed = 0
+        now = self.clock.now()
+        for name in self.files.list_children("sessions"):
+            sid = _uuid_or_none(name)
+            s = self.store.find(sid, UploadSession) if sid is not None else None
+            if s is None or s.state != "open" or now >= s.expires_at:
+                self.files.delete_prefix(f"sessions/{name}")
+                removed += 1
+        return removed
+
     def session_status(self, session: UploadSession) -> dict[str, Any]:
         return {
             "sessionId": str(session.id),

@@ -56,4 +56,6 @@ def build_upload_service(
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),
         cover_art_rate_limit=settings.rate_limit_cover_art,
     )
-    return UploadService(store, files, inspector, detector, generator, policy=policy)
+    service = UploadService(store, files, inspector, detector, generator, policy=policy)
+    service.sweep_sessions()  # chunks of sessions that ended or expired while we were down
+    return service

@@ -526,3 +526,72 @@ def test_signed_file_urls(api: Api) -> None:
     assert api.client.get(sign_path(secret, url, ttl=-10)).status_code == 404
     other = url.rsplit("/", 1)[0] + "/other.png"
     assert api.client.get(sign_path(secret, other)).status_code == 404
+
+
+def test_concurrent_chunks_and_completion_on_both_backends(
+    database_url: str, tmp_path: Path
+) -> None:
+    client, container = build_api(tmp_path, database_url)
+    with client:
+        api = Api(client, container)
+        _, h = api.user()
+        wav = wav_bytes(1.0, seed=5)
+        prep = api.prepare(h, len(wav), chunkBytes=CHUNK)
+        n = prep["total_chunks"]
+        sid = __import__("uuid").UUID(prep["session_id"])
+        c = container
+        other = UploadService(
+            c.store, c.uploads.files, c.uploads.inspector, c.uploads.detector, c.uploads.generator
+        )
+
+        def receive(i: int) -> None:
+            svc = c.uploads if i % 2 else other
+            staged = svc.staging_path("t")
+            part = wav[i * CHUNK : (i + 1) * CHUNK]
+            staged.write_bytes(part)
+            svc.accept_chunk(sid, i, staged, len(part), hashlib.sha256(part).hexdigest())
+
+        threads = [threading.Thread(target=receive, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        session = c.store.get(sid, UploadSession)
+        assert session.missing_chunks() == []
+        urls: list[str] = []
+        workers = [
+            threading.Thread(target=lambda s=svc: urls.append(s.complete(session).file_url))
+            for svc in (c.uploads, other, other)
+        ]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        assert len(urls) == 3
+        assert len(set(urls)) == 1
+        events = list(c.store.events.get(sid))
+        assert sum(isinstance(e, UploadSession.Completed) for e in events) == 1
+        assert api.client.get(urls[0], headers=h).content == wav
+        # Finished sessions leave no chunk files behind after a sweep.
+        assert c.uploads.sweep_sessions() == 0
+        assert c.uploads.files.list_children("sessions") == []
+
+
+def test_sweep_removes_chunks_of_expired_sessions(api: Api) -> None:
+    from datetime import UTC, datetime
+
+    _, h = api.user()
+    wav = wav_bytes(0.5)
+    prep = api.prepare(h, len(wav), chunkBytes=CHUNK)
+    assert api.send_raw(prep, 0, wav[:CHUNK]).status_code == 200
+    uploads = api.container.uploads
+    assert uploads.sweep_sessions() == 0  # open and fresh: kept
+    assert len(uploads.files.list_children("sessions")) == 1
+
+    class Later:
+        def now(self) -> datetime:
+            return datetime.now(UTC) + timedelta(days=2)
+
+    uploads.clock = Later()
+    assert uploads.sweep_sessions() == 1
+    assert uploads.files.list_children("sessions") == []
