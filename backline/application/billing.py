@@ -451,11 +451,13 @@ class BillingService:
 
         return retrying(attempt)
 
-    def maybe_reload(self, ledger: UUID, trigger: str) -> str:
-        """Process-manager step: charge the saved card once if the balance is low.
+    def maybe_reload(self, ledger: UUID, trigger: str, *, need: int = 0) -> str:
+        """Charge the saved card once if the balance is at/below the threshold (or below
+        ``need``: a command that is short of credits, e.g. a release submission).
 
-        Returns what happened (``not_enabled``, ``not_needed``, ``succeeded``,
-        ``declined``, ``authentication_required``, ``payment_provider_unavailable``).
+        The process manager calls it for each balance-lowering event; ``trigger`` names
+        the cause. Returns ``not_enabled``, ``not_needed``, ``succeeded``, ``declined``,
+        ``authentication_required`` or ``payment_provider_unavailable``.
         """
         profile_id = billing_profile_id_for_ledger(ledger)
         profile = self.store.find(profile_id, BillingProfile)
@@ -470,10 +472,14 @@ class BillingService:
                 return None
             found = self.credits.ledger_by_id(ledger)
             balance = found.balance if found is not None else 0
-            if not p.wants_reload(balance, now):
+            if not p.wants_reload(balance, now, need):
                 return None
             stale = p.attempt
-            attempt_id = stale.attempt_id if stale is not None else uuid5(ledger, trigger).hex
+            # Deterministic per trigger *and* ledger state: the same event seen twice
+            # maps to one attempt; a later shortfall with the same text is a new one.
+            version = found.version if found is not None else 0
+            fresh = uuid5(ledger, f"{trigger}@{version}").hex
+            attempt_id = stale.attempt_id if stale is not None else fresh
             attempt = p.begin_reload(attempt_id, trigger, now)
             self.store.save_all(p)
             return p, attempt

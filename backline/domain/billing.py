@@ -266,13 +266,14 @@ class BillingProfile(Aggregate):
 
     # -- reload attempts ------------------------------------------------------------------
 
-    def wants_reload(self, balance: int, now: datetime) -> bool:
-        """Should a reload start now? (enabled, not suspended, nothing in flight, low)."""
+    def wants_reload(self, balance: int, now: datetime, need: int = 0) -> bool:
+        """Should a reload start now? Enabled, not suspended, nothing in flight, and the
+        balance at or below the threshold (or below ``need``, a command's shortfall)."""
         if not self.enabled or self.suspended or not self.payment_method_id:
             return False
         if self.attempt is not None and now - self.attempt.started_at < STALE_ATTEMPT:
             return False
-        return balance <= self.threshold
+        return balance <= self.threshold or balance < need
 
     class ReloadStarted(Event):
         TOPIC = "backline.BillingProfile.ReloadStarted"

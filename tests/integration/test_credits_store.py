@@ -333,3 +333,20 @@ def test_payment_intent_succeeded_saves_the_card_once(container: Container) -> N
     assert c.billing.handle_webhook(*signed(c, event)).outcome == "duplicate"
     assert c.billing.profile(a).latest_card.last4 == "4242"  # type: ignore[union-attr]
     assert c.credits.balance(a) == 5  # a card event grants nothing
+
+
+def test_a_shortfall_reload_for_a_command_and_its_repeat(container: Container) -> None:
+    c = container
+    a = new_account(c)
+    _, payload, sig = buy(c, a, 5, save=True)
+    c.billing.handle_webhook(payload, sig)
+    c.billing.set_autoreload(a, enabled=True, package_id="credits_10", threshold=0)
+    lid = ledger_id(a)
+    assert c.billing.maybe_reload(lid, "release-shortfall-8") == "not_needed"  # 5 > 0
+    assert c.billing.maybe_reload(lid, "release-shortfall-8", need=8) == "succeeded"
+    assert c.credits.balance(a) == 15
+    assert c.billing.maybe_reload(lid, "release-shortfall-8", need=8) == "not_needed"
+    c.credits.debit(a, 10, "release:r1")  # 15 -> 5
+    # The same trigger text later, on a different ledger state: a new attempt, new credits.
+    assert c.billing.maybe_reload(lid, "release-shortfall-8", need=8) == "succeeded"
+    assert c.credits.balance(a) == 15
