@@ -175,6 +175,8 @@ class DeliveryWorker:
         self._busy_lock = threading.Lock()
         self._job_locks: dict[UUID, threading.Lock] = {}
         self._deferred: dict[tuple[UUID, str], float] = {}
+        # Fault injection (tests): called after a store accepted, before it is recorded.
+        self.after_deliver: Callable[[str], None] | None = None
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -265,6 +267,7 @@ class DeliveryWorker:
         job = self._load(job_id)
         if job.finished:
             self._maybe_refund(job_id)
+            self._forget(job)
             return
         now = self.clock.now()
         if not self._mutate(job_id, lambda j, n: False):  # take or renew the lease
@@ -281,6 +284,14 @@ class DeliveryWorker:
             for store_name in due:
                 self._step(job, release, store_name, message_for)
         self._maybe_refund(job_id)
+        job = self._load(job_id)
+        if job.finished:
+            self._forget(job)
+
+    def _forget(self, job: ProcessingJob) -> None:
+        self._job_locks.pop(job.id, None)
+        for store_name in job.stores:
+            self._deferred.pop((job.id, store_name), None)
 
     def _message(self, job: ProcessingJob, release: Release, store_name: str) -> bytes:
         assert release.metadata is not None
@@ -349,6 +360,8 @@ class DeliveryWorker:
             except DeliveryRejected as e:
                 self._fail(job.id, store_name, e.reason, retryable=e.retryable)
                 return
+            if self.after_deliver is not None:
+                self.after_deliver(key)
             log.info(
                 "release_delivered",
                 job_id=str(job.id),

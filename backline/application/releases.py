@@ -628,7 +628,6 @@ class ReleaseService:
                 today=self._today(),
                 files=files,
             )
-            validated.release["upc"] = release.metadata.get("upc")
             job = ProcessingJob(
                 kind=RELEASE_UPDATE,
                 release_id=release.id,

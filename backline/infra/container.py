@@ -17,11 +17,13 @@ from backline.application.autoreload import AutoReloadManager
 from backline.application.billing import BillingService
 from backline.application.credits import CreditService
 from backline.application.oauth import OAuthPolicy, OAuthService
+from backline.application.releases import ReleaseService
 from backline.application.sessions import SessionService
 from backline.application.store import EventStore
 from backline.application.uploads import UploadService
 from backline.infra.agent_wiring import AgentLicensing
 from backline.infra.billing_wiring import billing_services
+from backline.infra.release_wiring import ReleaseWiring, build_releases
 from backline.infra.settings import Settings
 from backline.infra.uploads_wiring import build_upload_service
 from backline.projections.catalog import CatalogProjection
@@ -33,6 +35,7 @@ from backline.projections.kv import KeyValueTable
 from backline.projections.licenses import LicenseProjection
 from backline.projections.profiles import ProfileProjection, ProfileQueries
 from backline.projections.ratelimits import SqlRateLimitStorage
+from backline.projections.releases import ReleaseQueries, ReleaseStatusProjection
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +88,7 @@ def all_projections() -> list[Projection]:
         CredentialsProjection(),
         CatalogProjection(),
         LicenseProjection(),
+        ReleaseStatusProjection(),
     ]
 
 
@@ -110,6 +114,10 @@ class Container:
     rate_limits: SqlRateLimitStorage
     agent: AgentLicensing
     uploads: UploadService
+    # releases and delivery (issue 6)
+    releases: ReleaseService
+    release_queries: ReleaseQueries
+    delivery: ReleaseWiring
 
     @classmethod
     def build(cls, settings: Settings) -> Container:
@@ -133,6 +141,17 @@ class Container:
         rate_limits = SqlRateLimitStorage(read)
         rate_limits.setup()
         hasher = Argon2Hasher(fast=settings.fast_password_hashing)
+        billing = billing_services(settings, store, read, kv)
+        uploads = build_upload_service(settings.uploads, settings.data_dir, store)
+        delivery = build_releases(
+            settings.releases,
+            data_dir=settings.data_dir,
+            store=store,
+            read=read,
+            credits=billing["credits"],
+            billing=billing["billing"],
+            uploads=uploads,
+        )
         return cls(
             settings=settings,
             store=store,
@@ -142,7 +161,7 @@ class Container:
             profiles=ProfileQueries(read),
             kv=kv,
             sessions=SessionService(kv),
-            **billing_services(settings, store, read, kv),
+            **billing,
             oauth=OAuthService(
                 store,
                 OAuthPolicy(
@@ -154,7 +173,10 @@ class Container:
             credentials=CredentialQueries(read),
             rate_limits=rate_limits,
             agent=AgentLicensing.build(settings, store, read),
-            uploads=build_upload_service(settings.uploads, settings.data_dir, store),
+            uploads=uploads,
+            releases=delivery.service,
+            release_queries=delivery.queries,
+            delivery=delivery,
         )
 
     def start_background(self) -> None:
@@ -163,8 +185,10 @@ class Container:
         if self.settings.billing.autoreload_in_process:
             self.autoreload.start()
         self.agent.start_background(self.runner)
+        self.delivery.start(self.settings.releases.worker_in_process)
 
     def close(self) -> None:
+        self.delivery.close()
         self.autoreload.stop()
         self.agent.close()
         self.runner.stop()

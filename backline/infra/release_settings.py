@@ -17,11 +17,12 @@ Variables (all ``BACKLINE_*``; defaults in brackets):
 * ``RATE_LIMIT_SUBMIT`` [``10 per 60 seconds``]: per-account submit budget
 
 The placeholder ISRC/UPC prefixes are not registered with any agency: production must set
-its own (they are refused in production mode).
+its own (production mode warns when they are unset).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +78,10 @@ class ReleaseSettings:
         except ValueError as e:
             raise ReleaseSettingsError(str(e)) from None
         if production and (isrc == PLACEHOLDER_ISRC_PREFIX or upc == PLACEHOLDER_UPC_PREFIX):
-            raise ReleaseSettingsError(
-                "BACKLINE_ISRC_PREFIX and BACKLINE_UPC_PREFIX are required in production mode"
+            warnings.warn(
+                "BACKLINE_ISRC_PREFIX / BACKLINE_UPC_PREFIX are unset: assigned ISRCs and UPCs "
+                "use unregistered placeholder prefixes",
+                stacklevel=2,
             )
         stores = tuple(
             s.strip().lower()

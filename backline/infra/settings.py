@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from backline.infra.billing_settings import BillingSettings, BillingSettingsError
 from backline.infra.licensing_settings import LicensingSettings, LicensingSettingsError
+from backline.infra.release_settings import ReleaseSettings, ReleaseSettingsError
 from backline.infra.upload_settings import UploadSettings, UploadSettingsError
 
 LogFormat = Literal["console", "json"]
@@ -73,6 +74,8 @@ class Settings:
     licensing: LicensingSettings = field(default_factory=LicensingSettings)
     # Uploads, AI detection, cover art (issue 4)
     uploads: UploadSettings = field(default_factory=UploadSettings)
+    # Releases and delivery (issue 6)
+    releases: ReleaseSettings = field(default_factory=ReleaseSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -153,7 +156,15 @@ class Settings:
             ),
             licensing=_licensing(get, secret_key, database_url, production),
             uploads=_uploads(get),
+            releases=_releases(get, production),
         )
+
+
+def _releases(get: Any, production: bool) -> ReleaseSettings:
+    try:
+        return ReleaseSettings.from_env(get, production=production)
+    except ReleaseSettingsError as e:
+        raise SettingsError(str(e)) from None
 
 
 def _uploads(get: Any) -> UploadSettings:

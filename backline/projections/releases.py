@@ -396,6 +396,10 @@ class ReleaseQueries:
             return None
         return row
 
+    def job_by_id(self, job_id: UUID) -> dict[str, Any] | None:
+        with self.read.read() as tx:
+            return tx.get_row(JOBS, (str(job_id),))
+
     def jobs_of(self, release_id: UUID) -> list[dict[str, Any]]:
         with self.read.read() as tx:
             return tx.select_rows(
