@@ -15,8 +15,9 @@ projection framework creates, drops and rebuilds them like any other table.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from backline.application.catalog_search import SearchParams, search_words
 from backline.domain.catalog import (
@@ -49,14 +50,27 @@ class _CatalogTable(Table):
                 "INSERT INTO catalog_fts(rowid, search_text) VALUES (new.id, new.search_text); "
                 "END",
             ]
-        else:
+        return stmts
+
+
+class _SearchTable(Table):
+    """PostgreSQL's slim search table: listed tracks only, with tsvector and trigram indexes.
+
+    Counting and ranking touch these narrow rows; the wide ``catalog_tracks`` row is read
+    only for the page being returned.
+    """
+
+    def ddl(self, dialect: Dialect, *, indexes: bool = True) -> list[str]:
+        stmts = super().ddl(dialect, indexes=indexes)
+        if dialect == "postgres":
             stmts += [
                 "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-                "ALTER TABLE catalog_tracks ADD COLUMN IF NOT EXISTS search_tsv tsvector "
-                "GENERATED ALWAYS AS (to_tsvector('english', coalesce(search_text, ''))) STORED",
-                "CREATE INDEX IF NOT EXISTS catalog_tracks_tsv ON catalog_tracks "
+                "ALTER TABLE catalog_search ADD COLUMN IF NOT EXISTS search_tsv tsvector "
+                "GENERATED ALWAYS AS (strip(to_tsvector('english', coalesce(search_text, '')))) "
+                "STORED",
+                "CREATE INDEX IF NOT EXISTS catalog_search_tsv ON catalog_search "
                 "USING GIN (search_tsv)",
-                "CREATE INDEX IF NOT EXISTS catalog_tracks_trgm ON catalog_tracks "
+                "CREATE INDEX IF NOT EXISTS catalog_search_trgm ON catalog_search "
                 "USING GIN (search_text gin_trgm_ops)",
             ]
         return stmts
@@ -125,11 +139,43 @@ CATALOG = _CatalogTable(
         Index("catalog_tracks_genre", ("listed", "genre_lc", "bpm")),
         Index("catalog_tracks_bpm", ("listed", "bpm")),
         Index("catalog_tracks_mood", ("listed", "mood_lc")),
+        Index("catalog_tracks_subgenre", ("listed", "subgenre_lc")),
+        Index("catalog_tracks_tempo", ("listed", "tempo_lc")),
+        Index("catalog_tracks_key", ("listed", "key_lc")),
+        Index("catalog_tracks_instrumental", ("listed", "instrumental", "bpm")),
     ),
 )
 
+CATALOG_SEARCH = _SearchTable(
+    name="catalog_search",
+    columns=(
+        Column("id", "int", nullable=False),
+        Column("genre_lc", "text"),
+        Column("subgenre_lc", "text"),
+        Column("additional_lc", "text"),
+        Column("mood_lc", "text"),
+        Column("tempo_lc", "text"),
+        Column("bpm", "int"),
+        Column("key_lc", "text"),
+        Column("instrumental", "bool"),
+        Column("license_types", "text"),
+        Column("search_text", "text"),
+    ),
+    primary_key=("id",),
+    indexes=(
+        Index("catalog_search_genre", ("genre_lc", "bpm")),
+        Index("catalog_search_subgenre", ("subgenre_lc",)),
+        Index("catalog_search_mood", ("mood_lc",)),
+        Index("catalog_search_tempo", ("tempo_lc",)),
+        Index("catalog_search_key", ("key_lc",)),
+        Index("catalog_search_instrumental", ("instrumental", "bpm")),
+        Index("catalog_search_bpm", ("bpm",)),
+    ),
+)
+SEARCH_COLUMNS = CATALOG_SEARCH.column_names
+
 # The FTS index first: a rebuild drops and recreates it before the content table.
-TABLES = (CATALOG_FTS, CATALOG)
+TABLES = (CATALOG_FTS, CATALOG, CATALOG_SEARCH)
 
 
 def _search_text(e: Any) -> str:
@@ -147,9 +193,13 @@ def _search_text(e: Any) -> str:
     return " ".join(p for p in parts if p).lower()
 
 
+def _search_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {c: row[c] for c in SEARCH_COLUMNS}
+
+
 class CatalogProjection(Projection):
     name = "catalog"
-    version = 1
+    version = 2
     tables = TABLES
 
     @handles(CatalogTrack.Listed)
@@ -191,6 +241,9 @@ class CatalogProjection(Projection):
                 "listed_at": e.timestamp,
             },
         )
+        row = batch.get("catalog_tracks", e.track_id)
+        if row is not None:
+            batch.put("catalog_search", _search_row(row))
 
     def _by_uuid(self, batch: Batch, uuid: str) -> int | None:
         row = batch.execute("SELECT id FROM catalog_tracks WHERE uuid = ?", (uuid,)).fetchone()
@@ -201,18 +254,24 @@ class CatalogProjection(Projection):
         track_id = self._by_uuid(batch, str(e.originator_id))
         if track_id is not None:
             batch.patch("catalog_tracks", track_id, listed=False)
+            batch.delete("catalog_search", track_id)
 
     @handles(CatalogTrack.Relisted)
     def relisted(self, batch: Batch, e: Any) -> None:
         track_id = self._by_uuid(batch, str(e.originator_id))
         if track_id is not None:
             batch.patch("catalog_tracks", track_id, listed=True)
+            row = batch.get("catalog_tracks", track_id)
+            if row is not None:
+                batch.put("catalog_search", _search_row(row))
 
 
 # -- queries ------------------------------------------------------------------------------
 
-# Relaxed in this order when a search finds nothing (description is never dropped).
+# Relaxed in this order when a search finds nothing. "description" is never dropped:
+# relaxing it means any of its words instead of all of them.
 RELAX_ORDER = (
+    "description",
     "mood",
     "key",
     "tempo",
@@ -249,6 +308,20 @@ class _Sql:
     source: str = "catalog_tracks t"
 
 
+class Executor(Protocol):
+    """What a query plan needs to run: a transaction, or a raw connection (bench)."""
+
+    dialect: Dialect
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+_COLS = ", ".join(f"t.{c}" for c in CATALOG.column_names)
+RANK_LIMIT = 2000
+
+
 class CatalogQueries:
     def __init__(self, read: ReadStore) -> None:
         self.read = read
@@ -268,8 +341,11 @@ class CatalogQueries:
     def build(self, dialect: Dialect, p: SearchParams, dropped: frozenset[str]) -> _Sql:
         """The WHERE clause and ranking for ``p`` minus the ``dropped`` filters."""
         sql = _Sql()
-        sql.where.append("t.listed = ?")
-        sql.params.append(True)
+        if dialect == "sqlite":
+            sql.where.append("t.listed = ?")
+            sql.params.append(True)
+        else:
+            sql.source = "catalog_search t"  # listed tracks only
 
         def eq(column: str, value: str) -> None:
             sql.where.append(f"t.{column} = ?")
@@ -308,7 +384,8 @@ class CatalogQueries:
             if keywords:
                 terms.append(" AND ".join(_fts5_quote(w) + "*" for w in keywords))
             if description:
-                terms.append("(" + " OR ".join(_fts5_quote(w) for w in description) + ")")
+                joiner = " OR " if "description" in dropped else " AND "
+                terms.append("(" + joiner.join(_fts5_quote(w) for w in description) + ")")
             if terms:
                 # FTS first: SQLite would otherwise probe the FTS index once per row.
                 sql.source = "catalog_fts CROSS JOIN catalog_tracks t ON catalog_fts.rowid = t.id"
@@ -321,30 +398,46 @@ class CatalogQueries:
                 sql.where.append("t.search_text LIKE ?")
                 sql.params.append(f"%{w}%")
             if description:
-                query = " | ".join(description)
+                joiner = " | " if "description" in dropped else " & "
                 sql.where.append("t.search_tsv @@ to_tsquery('english', ?)")
-                sql.params.append(query)
-                sql.rank = "-ts_rank(t.search_tsv, to_tsquery('english', ?))"
-                sql.rank_params.append(query)
+                sql.params.append(joiner.join(description))
+                if len(description) > 1:
+                    sql.rank = "ts_rank(t.search_tsv, to_tsquery('english', ?)) DESC"
+                    sql.rank_params.append(" | ".join(description))
         return sql
 
-    def _run(
-        self, tx: Tx, p: SearchParams, dropped: frozenset[str], *, rows: bool = True
-    ) -> tuple[int, list[dict[str, Any]]]:
-        sql = self.build(tx.dialect, p, dropped)
-        base = f"FROM {sql.source} WHERE {' AND '.join(sql.where)}"
-        total_row = tx.fetchone(f"SELECT count(*) {base}", sql.params)
+    def run(
+        self, ex: Executor, p: SearchParams, dropped: frozenset[str] = frozenset()
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """Count the matches and fetch one page of raw ``catalog_tracks`` rows."""
+        sql = self.build(ex.dialect, p, dropped)
+        base = f"FROM {sql.source} WHERE {' AND '.join(sql.where) or 'TRUE'}"
+        total_row = ex.fetchone(f"SELECT count(*) {base}", sql.params)
         total = int(total_row[0]) if total_row else 0
-        if not rows or total == 0:
-            return total, []
-        cols = ", ".join(f"t.{c}" for c in CATALOG.column_names)
-        order = f"{sql.rank}, t.id" if sql.rank else "t.id"
         offset = (p.page - 1) * p.per_page
-        found = tx.fetchall(
-            f"SELECT {cols} {base} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*sql.params, *sql.rank_params, p.per_page, offset],
-        )
-        return total, [tx.decode_row(CATALOG, r) for r in found]
+        if total == 0 or offset >= total:
+            return total, []
+        # Ranking a huge match set costs more than it tells: past RANK_LIMIT rows, by id.
+        rank = sql.rank if sql.rank and total <= RANK_LIMIT else ""
+        order = f"{rank}, t.id" if rank else "t.id"
+        params = [*sql.params, *(sql.rank_params if rank else []), p.per_page, offset]
+        if ex.dialect == "sqlite":
+            return total, ex.fetchall(
+                f"SELECT {_COLS} {base} ORDER BY {order} LIMIT ? OFFSET ?", params
+            )
+        ids = [
+            r[0]
+            for r in ex.fetchall(f"SELECT t.id {base} ORDER BY {order} LIMIT ? OFFSET ?", params)
+        ]
+        found = ex.fetchall(f"SELECT {_COLS} FROM catalog_tracks t WHERE t.id = ANY(?)", [ids])
+        by_id = {r[0]: r for r in found}
+        return total, [by_id[i] for i in ids if i in by_id]
+
+    def _run(
+        self, tx: Tx, p: SearchParams, dropped: frozenset[str]
+    ) -> tuple[int, list[dict[str, Any]]]:
+        total, rows = self.run(tx, p, dropped)
+        return total, [tx.decode_row(CATALOG, r) for r in rows]
 
     def search(self, p: SearchParams) -> SearchResult:
         given = p.filters()
@@ -361,8 +454,23 @@ class CatalogQueries:
                     return SearchResult(rows, total, relaxed=list(dropped))
         return SearchResult([], 0, relaxed=list(dropped))
 
+    def search_raw(self, ex: Executor, p: SearchParams) -> tuple[int, list[tuple[Any, ...]]]:
+        """:meth:`search` over any executor, without decoding (the bench's baseline)."""
+        total, rows = self.run(ex, p)
+        if total:
+            return total, rows
+        dropped: list[str] = []
+        for name in [f for f in RELAX_ORDER if self._has(p.filters(), f)]:
+            dropped.append(name)
+            total, rows = self.run(ex, p, frozenset(dropped))
+            if total:
+                break
+        return total, rows
+
     @staticmethod
     def _has(given: dict[str, Any], name: str) -> bool:
+        if name == "description":  # relaxable only when "any word" differs from "all"
+            return len(search_words(given.get("description"))) > 1
         if name == "bpm":
             return "bpm_min" in given or "bpm_max" in given
         return name in given
