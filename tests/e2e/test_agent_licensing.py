@@ -373,7 +373,18 @@ def test_dev_chain_cli_fund_and_pay(srv: ServerProcess) -> None:
     assert "private" in refused.stderr
     paid = _cli(srv, "dev-chain", "pay", payment_id, "--private-key", payer.key.hex())
     assert paid.returncode == 0, paid.stderr
-    assert _poll(srv, payment_id).status_code == 200
+    # The server's chain watcher issues the license by itself, before anyone polls.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        log = _cli(srv, "events", "tail", "--limit", "200").stdout
+        if any(
+            "backline.License.Issued" in line and payment_id in line for line in log.splitlines()
+        ):
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the watcher did not issue the license")
+    assert _poll(srv, payment_id, timeout=0).status_code == 200
 
 
 def test_license_errors(srv: ServerProcess) -> None:

@@ -408,3 +408,22 @@ class _Later:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.delta
+
+
+def test_open_payments_feed_the_watcher(env: dict[str, Any], chain: DevChain) -> None:
+    """The watcher's list of open payments follows the License events."""
+    c = env["c"]
+    svc: LicensingService = env["svc"]
+    payer = wallet(chain)
+    lic = svc.request(env["tracks"][0], "social_media", payer.address)
+    c.runner.catch_up()
+    assert lic.id in c.agent.licenses.open_payment_ids()
+    pay(chain, payer, lic.receiving_address, lic.amount_units)
+    c.agent.licensing = svc  # the watcher checks with the service under test
+    for payment_id in c.agent.licenses.open_payment_ids():
+        svc.check(payment_id)
+    c.runner.catch_up()
+    assert lic.id not in c.agent.licenses.open_payment_ids()
+    row = c.agent.licenses.get(lic.id)
+    assert row is not None
+    assert row["status"] == "license_issued"
