@@ -22,11 +22,12 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Repository
 
 from backline.application.store import EventStore, retrying
-from backline.domain.errors import Conflict, DomainError, Unauthorized, ValidationFailed
+from backline.domain.errors import Conflict, Unauthorized, ValidationFailed
 from backline.domain.oauth import (
     GRANT_TYPES,
     MAX_CLIENT_NAME,
     MAX_REDIRECT_URIS,
+    SUPPORTED_SCOPES,
     AuthorizationCode,
     Grant,
     OAuthClient,
@@ -176,10 +177,10 @@ class OAuthService:
             raise ValidationFailed("grant_types must be an array.", code="invalid_client_metadata")
         if scope is not None and not isinstance(scope, str):
             raise ValidationFailed("scope must be a string.", code="invalid_client_metadata")
-        try:
-            scopes = normalize_scope(scope)
-        except DomainError as e:
-            raise ValidationFailed(e.message, code="invalid_client_metadata") from None
+        # RFC 7591 §3.2.1 lets the server replace requested metadata: scopes it does not
+        # serve are dropped (clients often ask for OIDC scopes) instead of failing.
+        known = [s for s in (scope or "").split() if s in SUPPORTED_SCOPES]
+        scopes = normalize_scope(" ".join(known))
         client_id = secrets.token_urlsafe(24)
         issued_at = int(self.clock())
         client = OAuthClient(

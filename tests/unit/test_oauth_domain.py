@@ -249,7 +249,9 @@ def test_registration_validation(oauth: OAuthService) -> None:
     with pytest.raises(ValidationFailed):
         oauth.register_client([f"http://127.0.0.1/cb{i}" for i in range(11)])
     with pytest.raises(ValidationFailed):
-        oauth.register_client(["http://127.0.0.1/cb"], scope="root")
+        oauth.register_client(["http://127.0.0.1/cb"], scope=["once:mcp"])
+    # Scopes this server does not serve are dropped (RFC 7591 §3.2.1), not refused.
+    assert oauth.register_client(["http://127.0.0.1/cb"], scope="openid root").scope == "once:mcp"
     reg = oauth.register_client(
         ["http://127.0.0.1/cb", "http://127.0.0.1/cb"], grant_types=["authorization_code"]
     )
