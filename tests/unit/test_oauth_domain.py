@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import pytest
@@ -26,6 +27,7 @@ from backline.domain.oauth import (
     secret_hash,
     validate_redirect_uri,
 )
+from backline.infra.settings import Settings, SettingsError
 
 CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 MCP = "http://127.0.0.1:8000/api/mcp"
@@ -311,3 +313,21 @@ def test_token_checks_stay_cheap_and_consistent_after_many_refreshes(
     assert grant is not None
     assert grant.revoked
     assert len(grant.refresh) == 0
+
+
+def test_settings_for_oauth_and_rate_limits(tmp_path: Path) -> None:
+    base = {"BACKLINE_DATA_DIR": str(tmp_path), "BACKLINE_SECRET_KEY": "k" * 40}
+    s = Settings.from_env(
+        {
+            **base,
+            "BACKLINE_FIRST_PARTY_CLIENT_IDS": " aimd-1 , ,aimd-2",
+            "BACKLINE_RATE_LIMIT_V1_READ": "10/minute",
+        }
+    )
+    assert s.first_party_client_ids == ("aimd-1", "aimd-2")
+    assert s.rate_limit_v1_read == "10/minute"
+    assert s.rate_limit_v1_write == "60 per 60 seconds"
+    with pytest.raises(SettingsError):
+        Settings.from_env({**base, "BACKLINE_RATE_LIMIT_MCP": "lots"})
+    with pytest.raises(SettingsError):
+        Settings.from_env({**base, "BACKLINE_OAUTH_ACCESS_TTL": "soon"})
