@@ -33,9 +33,11 @@ def release_date(days: int = 10) -> str:
 class Artist:
     """An account with uploaded cover art and audio (one human, one AI-made track)."""
 
-    def __init__(self, c: Container, email: str, credits: int = 10) -> None:
+    def __init__(
+        self, c: Container, email: str, credits: int = 10, account_id: UUID | None = None
+    ) -> None:
         self.c = c
-        self.id: UUID = c.accounts.register(email, PASSWORD, "Ada").account_id
+        self.id: UUID = account_id or c.accounts.register(email, PASSWORD, "Ada").account_id
         if credits:
             c.credits.grant(self.id, credits, f"grant:test:{email}")
         self.cover = self.upload("coverArt", image_bytes(3000, 3000), "cover.png", "image/png")

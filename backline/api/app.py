@@ -23,6 +23,7 @@ from backline.api.middleware import BearerAwareCSRFMiddleware, RequestIdMiddlewa
 from backline.api.oauth import ROUTES as OAUTH_ROUTES
 from backline.api.profile import ProfileController
 from backline.api.ratelimit import RateLimitMiddleware
+from backline.api.releases import ReleasesController
 from backline.api.system import health, openapi_json
 from backline.api.uploads import ROUTES as UPLOAD_ROUTES
 from backline.api.users import UsersController
@@ -73,6 +74,7 @@ def create_app(services: Services, config: ApiConfig, *, start_background: bool 
             agent_router,
             dev_chain_router,
             UPLOAD_ROUTES,
+            ReleasesController,
         ],
         middleware=[
             RequestIdMiddleware,

@@ -12,6 +12,7 @@ from backline.application.api_keys import ApiKeyService
 from backline.application.billing import BillingService
 from backline.application.credits import CreditService
 from backline.application.oauth import OAuthService
+from backline.application.releases import ReleaseService
 from backline.application.sessions import SessionService
 from backline.application.uploads import UploadService
 from backline.projections.credentials import CredentialQueries
@@ -19,6 +20,7 @@ from backline.projections.credits import CreditQueries
 from backline.projections.framework import ProjectionRunner
 from backline.projections.profiles import ProfileQueries
 from backline.projections.ratelimits import SqlRateLimitStorage
+from backline.projections.releases import ReleaseQueries
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Services(Protocol):
     credentials: CredentialQueries
     rate_limits: SqlRateLimitStorage
     uploads: UploadService  # issue 4
+    releases: ReleaseService  # issue 6
+    release_queries: ReleaseQueries  # issue 6
 
     @property
     def agent(self) -> AgentServices: ...  # agent licensing (issue 7)

@@ -58,7 +58,9 @@ def build_releases(
         return bool(profile is not None and profile.enabled and not profile.suspended)
 
     def reload(account_id: UUID, needed: int) -> str:
-        return billing.maybe_reload(ledger_id(account_id), f"release-shortfall-{needed}")
+        return billing.maybe_reload(
+            ledger_id(account_id), f"release-shortfall-{needed}", need=needed
+        )
 
     service = ReleaseService(
         store,

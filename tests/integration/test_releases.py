@@ -174,6 +174,23 @@ def test_insufficient_credits_names_cost_balance_and_how_to_buy(c: Container) ->
     assert a.balance() == 3
 
 
+def test_auto_reload_runs_before_failing(c: Container) -> None:
+    a = Artist(c, "ada@example.com", credits=0)
+    assert c.sandbox_payments is not None
+    created = c.billing.create_checkout(a.id, credits=1, ui_mode="hosted", save_payment_method=True)
+    payload, sig, _ = c.sandbox_payments.complete(created.session.id, "visa")
+    c.billing.handle_webhook(payload, sig)
+    assert a.balance() == 1
+    body = {"release": a.release(), "tracks": [a.track(a.ai)], "tokenOffset": True}  # 3 credits
+    with pytest.raises(Conflict) as e:  # auto-reload not enabled: fails with how to buy
+        c.releases.submit(a.id, body)
+    assert e.value.details["autoReload"] == {"enabled": False, "attempted": False}
+    c.billing.set_autoreload(a.id, enabled=True, package_id="credits_10", threshold=0)
+    r = c.releases.submit(a.id, body)
+    assert r.credits_charged == 3
+    assert r.new_balance == 1 + 10 - 3 == a.balance()
+
+
 def test_isrc_and_upc_assignment_and_claims(c: Container) -> None:
     a = Artist(c, "ada@example.com", credits=50)
     b = Artist(c, "bob@example.com", credits=50)

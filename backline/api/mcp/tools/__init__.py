@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-TOOL_MODULES: tuple[str, ...] = ("account", "credits", "uploads")
+TOOL_MODULES: tuple[str, ...] = ("account", "credits", "uploads", "releases")
 
 
 def load_all() -> None:
