@@ -98,14 +98,22 @@ class OfflineTranslator:
             params["instrumental"] = "Yes"
         elif _VOCAL.search(text):
             params["instrumental"] = "No"
-        # Genre: longest vocabulary phrase wins.
-        for word in sorted(GENRE_WORDS, key=len, reverse=True):
-            if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text):
-                genre, subgenre = GENRE_WORDS[word]
-                params["genre"] = genre
-                if subgenre:
-                    params["subgenre"] = subgenre
-                break
+        # Genre: a named genre wins over a subgenre word ("slow jazz piano" is Jazz, not
+        # Classical/Piano); the longest subgenre phrase of that genre refines it.
+        found = [
+            (text.find(word), word)
+            for word in GENRE_WORDS
+            if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text)
+        ]
+        if found:
+            tops = sorted((pos, w) for pos, w in found if GENRE_WORDS[w][1] is None)
+            subs = sorted((w for _, w in found if GENRE_WORDS[w][1]), key=len, reverse=True)
+            genre = GENRE_WORDS[tops[0][1]][0] if tops else GENRE_WORDS[subs[0]][0]
+            params["genre"] = genre
+            for word in subs:
+                if GENRE_WORDS[word][0] == genre:
+                    params["subgenre"] = GENRE_WORDS[word][1]
+                    break
         # Description: moods, style, instruments and use cases, in phrase order.
         words: list[str] = []
         for token in re.findall(r"[a-z][a-z0-9'-]*", text):
