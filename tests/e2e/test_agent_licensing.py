@@ -350,6 +350,38 @@ def test_license_with_the_x402_sdk_over_x_payment(srv: ServerProcess) -> None:
     assert account["usdc_units"] == 100_000_000 - paid
 
 
+def test_license_with_the_x402_sdk_over_payment_signature_v2(srv: ServerProcess) -> None:
+    from x402 import x402Client
+    from x402.http.clients import x402HttpxClient
+    from x402.mechanisms.evm.exact import register_exact_evm_client
+
+    payer = Account.create()
+    _dev(srv, "POST", "/fund", {"wallet": payer.address, "amount": "100"})
+    usdc = _dev(srv, "GET", "/info")["usdc"]
+    client = x402Client()
+    register_exact_evm_client(client, payer)
+    client.set_spend_controls(
+        {
+            "allowed_assets": [
+                {"network": "eip155:8453", "asset": usdc, "max_amount_per_payment": "50000000"}
+            ]
+        }
+    )
+
+    async def buy() -> httpx.Response:
+        async with x402HttpxClient(client, timeout=60) as http:
+            return await http.post(f"{srv.base_url}{AGENT}/license/13/social_media", json={})
+
+    r = asyncio.run(buy())
+    assert r.status_code == 200, r.text
+    assert "X-PAYMENT-RESPONSE" not in r.headers
+    settle = json.loads(base64.b64decode(r.headers["PAYMENT-RESPONSE"]))
+    assert settle["success"] is True
+    assert settle["network"] == "eip155:8453"
+    assert settle["payer"] == payer.address
+    assert r.json()["license_document"]["payment"]["payer"] == payer.address
+
+
 def test_bad_x402_header_is_answered_402(srv: ServerProcess) -> None:
     junk = base64.b64encode(
         json.dumps({"x402Version": 1, "scheme": "exact", "network": "base", "payload": {}}).encode()
