@@ -57,8 +57,9 @@ class SessionMachine(RuleBasedStateMachine):
         except DomainError as e:
             err = e
         if self.completed:
+            # The index is checked first, then the session's state.
             assert err is not None
-            assert err.code == "session_completed"
+            assert err.code == ("session_completed" if in_range else "invalid_chunk_index")
         elif not (in_range and right_size):
             assert err is not None
             assert err.code in ("invalid_chunk_index", "invalid_chunk_size")
