@@ -147,13 +147,18 @@ def agent_internal_error(request: Request[Any, Any, Any], exc: Exception) -> Res
 
 
 def _licensing_info(agent: AgentServices, public: str) -> dict[str, Any]:
-    chain = agent.chain
+    # Searching must not depend on the chain: without it the chain fields are null.
+    try:
+        chain_id, token = agent.chain.chain_id, agent.chain.token_address
+    except Exception:
+        log.warning("chain_unavailable_for_search")
+        chain_id, token = None, None
     return {
         "protocol": "x402",
         "chain": "base",
-        "chain_id": chain.chain_id,
+        "chain_id": chain_id,
         "token": "USDC",
-        "token_contract": chain.token_address,
+        "token_contract": token,
         "license_types": list(LICENSE_TYPES),
         "how_to_license": f"POST {public}{PREFIX}/license/{{track_id}}/{{license_type}} with "
         "paying_wallet, pay the exact amount, then poll verify_url.",

@@ -113,3 +113,23 @@ def test_base_adapter_refuses_a_missing_usdc_contract(peer: Callable[[Handler], 
         connect_base(
             url, receiving_address="0x" + "1" * 40, facilitator_key=None, token_address=BASE_USDC
         )
+
+
+def test_a_chain_that_fails_to_start_is_not_retried_on_every_request() -> None:
+    from backline.adapters.chain import LazyChain
+
+    calls: list[int] = []
+
+    def factory() -> Any:
+        calls.append(1)
+        raise ConnectionError("rpc down")
+
+    chain = LazyChain(factory)
+    for _ in range(3):
+        with pytest.raises(ChainError, match="rpc down"):
+            _ = chain.chain_id
+    assert len(calls) == 1
+    chain._failed_at -= LazyChain.RETRY_AFTER
+    with pytest.raises(ChainError):
+        chain.get()
+    assert len(calls) == 2
