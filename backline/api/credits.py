@@ -7,7 +7,7 @@ synchronous implementations both call.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -218,7 +218,7 @@ def credits_body(svc: Services, account_id: UUID, transaction_limit: object) -> 
 class CheckoutInput(msgspec.Struct, kw_only=True):
     credits: int | None = None
     packageId: str | None = None
-    uiMode: str = "embedded"
+    uiMode: Literal["hosted", "embedded"] = "embedded"
     savePaymentMethod: bool = False
     successPath: str | None = None
     provenance: str | None = None

@@ -129,6 +129,22 @@ def test_pricing_is_public_and_complete(world: World) -> None:
     assert world.tool("get_pricing", {}) == body
 
 
+def test_tools_are_listed_with_schemas(world: World) -> None:
+    r = world.mcp.post("/api/mcp", json={"jsonrpc": "2.0", "id": 99, "method": "tools/list"})
+    tools = {t["name"]: t for t in r.json()["result"]["tools"]}
+    for name in (
+        "get_pricing",
+        "get_credits",
+        "create_credit_checkout_session",
+        "get_autoreload",
+        "set_autoreload",
+    ):
+        assert tools[name]["outputSchema"]["type"] == "object", name
+    checkout = tools["create_credit_checkout_session"]["inputSchema"]["properties"]
+    assert set(checkout["uiMode"]["enum"]) == {"hosted", "embedded"}
+    assert "transactionLimit" in tools["get_credits"]["inputSchema"]["properties"]
+
+
 def test_credits_need_a_principal_and_a_sane_limit(world: World) -> None:
     assert httpx.get(f"{world.server.base_url}/api/credits").status_code == 401
     empty = world.web.get("/api/credits").json()
