@@ -595,3 +595,41 @@ def test_sweep_removes_chunks_of_expired_sessions(api: Api) -> None:
     uploads.clock = Later()
     assert uploads.sweep_sessions() == 1
     assert uploads.files.list_children("sessions") == []
+
+
+def test_crash_between_bytes_and_record_serves_nothing_and_retries(api: Api) -> None:
+    uid, h = api.user()
+    wav = wav_bytes(0.5, seed=11)
+    prep = api.prepare(h, len(wav), chunkBytes=CHUNK)
+    for i in range(prep["total_chunks"]):
+        assert api.send_raw(prep, i, wav[i * CHUNK : (i + 1) * CHUNK]).status_code == 200
+    store = api.container.store
+    real = store.save_all
+    calls = {"n": 0}
+
+    def crash_once(*aggregates: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("power cut after the blob was committed")
+        return real(*aggregates)
+
+    store.save_all = crash_once  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RuntimeError):
+            api.container.uploads.complete(
+                store.get(__import__("uuid").UUID(prep["session_id"]), UploadSession)
+            )
+        # The bytes are in the store but nothing names them: nothing is served.
+        assert api.client.get(f"/api/files/audio/{uid}/Track.wav", headers=h).status_code == 404
+        status = api.client.get(
+            "/api/mcp/upload/status",
+            params={"sessionId": prep["session_id"]},
+            headers={"x-mcp-upload-token": prep["upload_token"]},
+        ).json()
+        assert status["state"] == "open"
+        assert status["missingChunks"] == []
+        r = api.complete(prep)
+        assert r.status_code == 200, r.text
+    finally:
+        store.save_all = real  # type: ignore[method-assign]
+    assert api.client.get(r.json()["fileUrl"], headers=h).content == wav
