@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,8 @@ class LicensingService:
         self.tracks = tracks
         self.config = config
         self.clock = clock or SystemClock()
+        self._settling: set[UUID] = set()
+        self._settling_lock = threading.Lock()
 
     # -- 402: request a payment ---------------------------------------------------------
 
@@ -333,6 +336,23 @@ class LicensingService:
                 "No open payment matches this authorization's amount.",
                 code="invalid_exact_evm_payload_authorization_value",
             )
+        # One settlement per payment at a time (in this process): a second authorization
+        # racing the first must not move the payer's money for a license already paid.
+        with self._settling_lock:
+            if payment_id in self._settling:
+                raise PaymentRejected(
+                    "This payment is being settled.", code="payment_settlement_in_progress"
+                )
+            self._settling.add(payment_id)
+        try:
+            return self._settle_x402(track_id, license_type, auth, payment_id)
+        finally:
+            with self._settling_lock:
+                self._settling.discard(payment_id)
+
+    def _settle_x402(
+        self, track_id: int, license_type: str, auth: Authorization, payment_id: UUID
+    ) -> PaymentView:
         lic = self.store.find(payment_id, License)
         if lic is None or lic.track_id != track_id or lic.license_type != license_type:
             raise PaymentRejected(
