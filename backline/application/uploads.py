@@ -68,6 +68,8 @@ TOKEN_PREFIX = "blup_"  # noqa: S105 - a prefix, not a secret
 UPLOAD_HEADER = "x-mcp-upload-token"
 COPY_BLOCK = 1 << 20
 MAX_PROMPT = 1500
+# Every chunk receipt is an event on the session, loaded per request: bound their number.
+MAX_CHUNKS = 1024
 
 
 class GenerationFailed(DomainError):
@@ -385,6 +387,13 @@ class UploadService:
                 f"chunkBytes must be between {self.policy.min_chunk_bytes} and "
                 f"{self.policy.max_chunk_bytes}.",
                 code="invalid_chunk_size",
+            )
+        if -(-file_size // size) > MAX_CHUNKS:
+            least = -(-file_size // MAX_CHUNKS)
+            raise ValidationFailed(
+                f"A session has at most {MAX_CHUNKS} chunks; use chunkBytes of at least {least}.",
+                code="invalid_chunk_size",
+                minChunkBytes=least,
             )
         name = safe_file_name(file_name)
         session_id = uuid.uuid4()

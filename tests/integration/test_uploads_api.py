@@ -227,6 +227,13 @@ def test_bad_chunks(api: Api) -> None:
         "prepare_local_file_upload", {"fileName": "a.wav", "fileSize": 0, "type": "audio"}, h
     )
     assert body["error"]["data"]["code"] == "invalid_file_size"
+    body = api.call(
+        "prepare_local_file_upload",
+        {"fileName": "a.wav", "fileSize": 1024**3, "type": "audio", "chunkBytes": 65536},
+        h,
+    )
+    assert body["error"]["data"]["code"] == "invalid_chunk_size"
+    assert body["error"]["data"]["minChunkBytes"] == 1024**2
 
 
 def test_corrupt_content_rejects_the_session(api: Api) -> None:
