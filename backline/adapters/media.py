@@ -12,13 +12,18 @@ over the pixel budget is refused before decoding (decompression bombs).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from backline.application.file_ports import Inspection
 from backline.domain.errors import ValidationFailed
 from backline.domain.uploads import UnsupportedMedia, audio_requirements, cover_requirements
+
+log = structlog.get_logger(__name__)
 
 AUDIO_FORMATS: dict[str, tuple[str, str]] = {
     "WAV": ("wav", "audio/wav"),
@@ -179,13 +184,33 @@ class SoundfilePillowInspector:
                     f"Audio must be WAV, FLAC, AIFF or MP3; the content is {_describe(fmt)}.",
                     detected=fmt,
                 )
-            return self._audio(path, size, fmt, declared_type)
+            return self._guarded(self._audio, path, size, fmt, declared_type, "corrupt_audio")
         if fmt not in IMAGE_FORMATS:
             raise UnsupportedMedia(
                 f"Cover art must be a JPEG or PNG image; the content is {_describe(fmt)}.",
                 detected=fmt,
             )
-        return self._image(path, size, fmt, declared_type)
+        return self._guarded(self._image, path, size, fmt, declared_type, "corrupt_image")
+
+    @staticmethod
+    def _guarded(
+        check: Callable[[Path, int, str, str | None], Inspection],
+        path: Path,
+        size: int,
+        fmt: str,
+        declared_type: str | None,
+        code: str,
+    ) -> Inspection:
+        """Decoders meet hostile input: any failure of theirs is a refusal, never a 500."""
+        try:
+            return check(path, size, fmt, declared_type)
+        except ValidationFailed:
+            raise
+        except Exception as e:
+            log.warning("media_decoder_failed", format=fmt, error=type(e).__name__)
+            raise ValidationFailed(
+                f"The {fmt} file could not be decoded ({type(e).__name__}).", code=code
+            ) from None
 
     # -- audio -----------------------------------------------------------------------
 
@@ -211,7 +236,7 @@ class SoundfilePillowInspector:
                 )
         try:
             sf = soundfile.SoundFile(str(path))
-        except (soundfile.LibsndfileError, RuntimeError, TypeError) as e:
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
             raise ValidationFailed(
                 f"The {fmt} file could not be decoded: {_short(e)}.", code="corrupt_audio"
             ) from None
@@ -234,11 +259,11 @@ class SoundfilePillowInspector:
                 )
             decoded = 0
             cap_frames = int(cap * rate) + DECODE_BLOCK_FRAMES
+            buffer = bytearray(DECODE_BLOCK_FRAMES * channels * 2)  # reused: memory stays flat
             try:
                 while True:
-                    block = sf.buffer_read(DECODE_BLOCK_FRAMES, dtype="int16")
-                    n = len(block) // (2 * channels)
-                    if n == 0:
+                    n = int(sf.buffer_read_into(buffer, dtype="int16"))
+                    if n <= 0:
                         break
                     decoded += n
                     if decoded > cap_frames:
@@ -246,7 +271,7 @@ class SoundfilePillowInspector:
                             "The audio decodes to more than the length limit.",
                             code="audio_too_long",
                         )
-            except (soundfile.LibsndfileError, RuntimeError) as e:
+            except (soundfile.LibsndfileError, RuntimeError, AssertionError, ValueError) as e:
                 raise ValidationFailed(
                     f"The {fmt} file is corrupt: decoding failed after {decoded} frames "
                     f"({_short(e)}).",
