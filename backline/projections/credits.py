@@ -192,6 +192,43 @@ class AuditReport:
             self.differences.append(text)
 
 
+class _ProjectionSide:
+    """Reads the projection's position and rows in one snapshot (see ``audit``)."""
+
+    def __init__(self, read: ReadStore, only: str | None) -> None:
+        self.read = read
+        self.only = only
+        self.position = 0
+        self.seen: dict[str, list[int]] = {}
+        self.balance_rows: list[dict[str, Any]] = []
+
+    def run(self) -> None:
+        only, seen = self.only, self.seen
+        with self.read.read() as tx:
+            if tx.dialect == "postgres":
+                # One snapshot: the tracking position and the rows it covers.
+                tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            row = tx.fetchone(
+                "SELECT position FROM projection_tracking WHERE name = ?",
+                (CreditHistoryProjection.name,),
+            )
+            self.position = int(row[0]) if row else 0
+            where = "WHERE ledger_id = ?" if only else ""
+            params: tuple[Any, ...] = (only,) if only else ()
+            query = (
+                "SELECT ledger_id, version, type, amount, balance_after, ref "
+                f"FROM credit_transactions {where}"
+            )
+            for rows in _stream(tx, query, params):
+                for ledger, version, tx_type, amount, balance_after, ref in rows:
+                    acc = seen.get(ledger)
+                    if acc is None:
+                        acc = seen[ledger] = [0, 0]
+                    acc[0] += 1
+                    acc[1] += hash((version, tx_type, amount, balance_after, ref))
+            self.balance_rows = tx.select_rows(BALANCES, "ledger_id = ?" if only else "", params)
+
+
 class LedgerAuditor:
     """Replays ledgers from the event store and compares them with the projection.
 
@@ -210,45 +247,27 @@ class LedgerAuditor:
 
     def audit(self, account_id: UUID | None = None) -> AuditReport:
         only = str(ledger_id(account_id)) if account_id is not None else None
-        seen: dict[str, list[int]] = {}
-        with self.read.read() as tx:
-            if tx.dialect == "postgres":
-                # One snapshot: the tracking position and the rows it covers.
-                tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            row = tx.fetchone(
-                "SELECT position FROM projection_tracking WHERE name = ?",
-                (CreditHistoryProjection.name,),
-            )
-            position = int(row[0]) if row else 0
-            where = "WHERE ledger_id = ?" if only else ""
-            params: tuple[Any, ...] = (only,) if only else ()
-            sql = (
-                "SELECT ledger_id, version, type, amount, balance_after, ref "
-                f"FROM credit_transactions {where}"
-            )
-            for rows in _stream(tx, sql, params):
-                for ledger, version, tx_type, amount, balance_after, ref in rows:
-                    acc = seen.get(ledger)
-                    if acc is None:
-                        acc = seen[ledger] = [0, 0]
-                    acc[0] += 1
-                    acc[1] += hash((version, tx_type, amount, balance_after, ref))
-            balance_rows = tx.select_rows(BALANCES, "ledger_id = ?" if only else "", params)
-
+        # First the projection (position and rows in one snapshot), then the log up to
+        # exactly that position. (Reading both at once in two threads was slower: both
+        # sides are CPU-bound Python.)
+        side = _ProjectionSide(self.read, only)
+        side.run()
+        position = side.position
         report = AuditReport(position=position)
         folds: dict[str, LedgerFold] = {}
         digests: dict[str, int] = {}
-        for ledger, version, tx_type, state in self._events(position, only):
-            fold = folds.get(ledger)
-            if fold is None:
-                fold = folds[ledger] = LedgerFold()
-                digests[ledger] = 0
-            fold.add(tx_type, version, state.amount, state.balance_after, state.ref)
-            digests[ledger] += hash(
-                (version, tx_type, state.amount, state.balance_after, state.ref)
-            )
-            report.events += 1
+        for batch in self._event_batches(position, only):
+            for ledger, version, tx_type, state in batch:
+                fold = folds.get(ledger)
+                if fold is None:
+                    fold = folds[ledger] = LedgerFold()
+                    digests[ledger] = 0
+                amount, balance_after, ref = state.amount, state.balance_after, state.ref
+                fold.add(tx_type, version, amount, balance_after, ref)
+                digests[ledger] += hash((version, tx_type, amount, balance_after, ref))
+            report.events += len(batch)
         report.ledgers = len(folds)
+        seen, balance_rows = side.seen, side.balance_rows
         for ledger, fold in folds.items():
             for problem in fold.problems:
                 report.differ(f"ledger {ledger}: event log: {problem}")
@@ -282,19 +301,15 @@ class LedgerAuditor:
                     )
         return report
 
-    def _events(self, stop: int, only: str | None) -> Iterator[tuple[str, int, str, _TxState]]:
+    def _event_batches(
+        self, stop: int, only: str | None
+    ) -> Iterator[list[tuple[str, int, str, _TxState]]]:
+        """The ledger transactions in the log up to ``stop``, in batches, decoded."""
         decode = _TX_DECODER.decode
         types = TYPE_BY_TOPIC
-        if only is not None:
-            for se in self.store.recorder.select_events(UUID(only)):
-                tx_type = types.get(se.topic)
-                if tx_type is None:
-                    continue
-                yield only, se.originator_version, tx_type, decode(se.state)
-            return
         recorder: Any = self.store.recorder
         if type(recorder).__module__ == "eventsourcing.postgres":
-            yield from self._pg_events(recorder, stop)
+            yield from self._pg_event_batches(recorder, stop, only)
             return
         start = 0
         while start < stop:
@@ -307,11 +322,16 @@ class LedgerAuditor:
             )
             if not notes:
                 return
-            for n in notes:
-                yield str(n.originator_id), n.originator_version, types[n.topic], decode(n.state)
+            batch = [
+                (str(n.originator_id), n.originator_version, types[n.topic], decode(n.state))
+                for n in notes
+            ]
+            yield [b for b in batch if b[0] == only] if only is not None else batch
             start = notes[-1].id
 
-    def _pg_events(self, recorder: Any, stop: int) -> Iterator[tuple[str, int, str, _TxState]]:
+    def _pg_event_batches(
+        self, recorder: Any, stop: int, only: str | None
+    ) -> Iterator[list[tuple[str, int, str, _TxState]]]:
         """PostgreSQL fast path: one server-side binary cursor over the events table,
         only the columns the audit needs (the library's reader builds objects per row)."""
         from psycopg import sql
@@ -319,29 +339,26 @@ class LedgerAuditor:
 
         decode = _TX_DECODER.decode
         types = TYPE_BY_TOPIC
-        names: dict[Any, str] = {}
+        where = " AND originator_id = %s" if only is not None else ""
         query = sql.SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {}.{} "
-            "WHERE notification_id <= %s AND topic = ANY(%s) ORDER BY notification_id"
+            "SELECT originator_id::text, originator_version, topic, state FROM {}.{} "
+            "WHERE notification_id <= %s AND topic = ANY(%s)" + where + " ORDER BY notification_id"
         ).format(
             sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name)
         )
+        params: tuple[Any, ...] = (stop, self.topics) + ((UUID(only),) if only else ())
         with (
             recorder.datastore.get_connection() as conn,
             conn.transaction(),
             conn.cursor(name="ledger_audit_events", binary=True, row_factory=tuple_row) as cur,
         ):
             cur.itersize = self.batch_size
-            cur.execute(query, (stop, self.topics))
+            cur.execute(query, params)
             while True:
                 rows = cur.fetchmany(self.batch_size)
                 if not rows:
                     return
-                for originator_id, version, topic, state in rows:
-                    name = names.get(originator_id)
-                    if name is None:
-                        name = names[originator_id] = str(originator_id)
-                    yield name, version, types[topic], decode(state)
+                yield [(o, v, types[t], decode(st)) for o, v, t, st in rows]
 
     def _first_difference(self, ledger: str, fold: LedgerFold) -> str:
         """Slow path for one ledger whose digest differs: name the first differing row."""

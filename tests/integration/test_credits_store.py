@@ -350,3 +350,20 @@ def test_a_shortfall_reload_for_a_command_and_its_repeat(container: Container) -
     # The same trigger text later, on a different ledger state: a new attempt, new credits.
     assert c.billing.maybe_reload(lid, "release-shortfall-8", need=8) == "succeeded"
     assert c.credits.balance(a) == 15
+
+
+def test_audit_compares_exactly_the_projected_prefix_of_the_log(container: Container) -> None:
+    c = container
+    a = new_account(c)
+    b = new_account(c, "bob@example.com")
+    c.credits.grant(a, 10, "promo:1")
+    c.credits.grant(b, 10, "promo:1")
+    c.runner.catch_up()
+    c.credits.debit(a, 4, "release:later")  # in the log, not yet projected
+    auditor = LedgerAuditor(c.store, c.read)
+    for report in (auditor.audit(), auditor.audit(a), auditor.audit(b)):
+        assert report.ok, report.differences
+    assert auditor.audit(a).events == 1
+    c.runner.catch_up()
+    assert auditor.audit(a).events == 2
+    assert auditor.audit().events == 3
