@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 CHECKOUT_SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
 DEFAULT_RETURN_URL = "https://app.aimusicdistro.com/api/once/checkout-return"
 MAX_URL = 2048
+UNKNOWN_PAYMENT_GRACE_SECONDS = 3600
 
 
 class PaymentNotRecorded(Conflict):
@@ -384,15 +385,21 @@ class BillingService:
         if not payment_ref:
             return WebhookOutcome(evt.id, evt.type, "ignored")
         account_id = self.credits.account_of_payment(payment_ref)
-        if account_id is None:
+        ledger = self.credits.load_ledger(account_id) if account_id is not None else None
+        purchase = ledger.purchase_of(payment_ref) if ledger is not None else None
+        if account_id is None or purchase is None:
+            # Probably delivered before the checkout event: ask Stripe to redeliver (it
+            # retries with backoff). A payment still unknown after an hour is not ours
+            # (another product on the Stripe account): acknowledge and ignore it.
+            created = _int(evt.raw.get("created"))
+            age = self.clock.now().timestamp() - created if created else 0
+            if age > UNKNOWN_PAYMENT_GRACE_SECONDS:
+                log.warning("stripe_event_unknown_payment", event_id=evt.id, payment=payment_ref)
+                return WebhookOutcome(evt.id, evt.type, "ignored_unknown_payment")
             raise PaymentNotRecorded(
                 "This payment has not been recorded yet; deliver the event again later.",
                 payment=payment_ref,
             )
-        ledger = self.credits.load_ledger(account_id)
-        purchase = ledger.purchase_of(payment_ref)
-        if purchase is None:
-            raise PaymentNotRecorded("This payment bought no credits.", payment=payment_ref)
         credits = purchase[0]
         if fraction is None:
             target = credits

@@ -161,6 +161,11 @@ def test_refunds_and_disputes_reverse_credits_idempotently(container: Container)
     stray["data"] = {"object": dict(partial["data"]["object"], payment_intent="pi_unknown")}
     with pytest.raises(PaymentNotRecorded):
         c.billing.handle_webhook(*signed(c, stray))
+    # Still unknown an hour later: not one of ours; acknowledged, nothing changes.
+    import time
+
+    old = dict(stray, id="evt_stray_old", created=int(time.time()) - 7200)
+    assert c.billing.handle_webhook(*signed(c, old)).outcome == "ignored_unknown_payment"
 
 
 def test_auto_reload_charges_once_then_declines_without_looping(container: Container) -> None:
