@@ -242,6 +242,8 @@ class BillingService:
             "payment_intent.succeeded": self._payment_intent_succeeded,
             "charge.refunded": self._charge_refunded,
             "charge.dispute.created": self._dispute_created,
+            "charge.dispute.closed": self._dispute_closed,
+            "charge.dispute.funds_reinstated": self._dispute_closed,
         }.get(evt.type)
         outcome = WebhookOutcome(evt.id, evt.type, "ignored") if handler is None else handler(evt)
         log.info("stripe_event", event_id=evt.id, type=evt.type, outcome=outcome.outcome)
@@ -428,6 +430,27 @@ class BillingService:
 
     def _dispute_created(self, evt: VerifiedEvent) -> WebhookOutcome:
         return self._reverse_payment(evt, _id_of(evt.object.get("payment_intent")), None)
+
+    def _dispute_closed(self, evt: VerifiedEvent) -> WebhookOutcome:
+        """A dispute the merchant won gives the reversed credits back (once per dispute)."""
+        obj = evt.object
+        won = obj.get("status") == "won" or evt.type == "charge.dispute.funds_reinstated"
+        payment_ref = _id_of(obj.get("payment_intent"))
+        dispute_id = _str(obj.get("id"))
+        if not won or not payment_ref or not dispute_id:
+            return WebhookOutcome(evt.id, evt.type, "ignored")
+        account_id = self.credits.account_of_payment(payment_ref)
+        if account_id is None:
+            return WebhookOutcome(evt.id, evt.type, "ignored_unknown_payment")
+        result = self.credits.reinstate(
+            account_id,
+            payment_ref,
+            ref=f"reinstatement:{dispute_id}",
+            details={"stripe_event": evt.id, "reason": evt.type},
+        )
+        return WebhookOutcome(
+            evt.id, evt.type, "reinstated" if result.applied else "duplicate", result.position
+        )
 
     # -- auto-reload ----------------------------------------------------------------------
 

@@ -200,6 +200,22 @@ class CreditService:
 
         return self.retry(account_id, attempt)
 
+    def reinstate(
+        self,
+        account_id: UUID,
+        payment_ref: str,
+        *,
+        ref: str,
+        details: dict[str, str] | None = None,
+    ) -> LedgerResult:
+        def attempt() -> LedgerResult:
+            ledger = self.load_ledger(account_id)
+            applied = ledger.reinstate(payment_ref, ref=ref, details=details)
+            position = self.store.save_all(ledger) if applied else 0
+            return LedgerResult(applied, ledger.balance, position, ref)
+
+        return self.retry(account_id, attempt)
+
     # -- helpers ----------------------------------------------------------------------------
 
     def payment_index(self, payment_ref: str, account_id: UUID) -> PaymentIndex | None:

@@ -35,8 +35,9 @@ GRANT = "grant"
 DEBIT = "debit"
 REFUND = "refund"
 REVERSAL = "reversal"
-TRANSACTION_TYPES = (PURCHASE, GRANT, DEBIT, REFUND, REVERSAL)
-SIGNS = {PURCHASE: 1, GRANT: 1, REFUND: 1, DEBIT: -1, REVERSAL: -1}
+REINSTATEMENT = "reinstatement"
+TRANSACTION_TYPES = (PURCHASE, GRANT, DEBIT, REFUND, REVERSAL, REINSTATEMENT)
+SIGNS = {PURCHASE: 1, GRANT: 1, REFUND: 1, DEBIT: -1, REVERSAL: -1, REINSTATEMENT: 1}
 
 
 def ledger_id(account_id: UUID) -> UUID:
@@ -131,6 +132,13 @@ class CreditLedger(Aggregate):
         payment_ref: str
         reversed_total: int
         shortfall: int
+
+    class Reinstated(Transaction):
+        """Credits a reversal took, given back (a dispute the merchant won)."""
+
+        TOPIC = "backline.CreditLedger.Reinstated"
+        TX_TYPE: ClassVar[str] = REINSTATEMENT
+        payment_ref: str
 
     @staticmethod
     def create_id(account_id: UUID) -> UUID:
@@ -282,7 +290,7 @@ class CreditLedger(Aggregate):
             raise ValidationFailed(
                 f"No purchase paid by {payment_ref!r}.", code="unknown_payment", field="payment_ref"
             )
-        credits, _paid, already = purchase
+        credits, already = purchase[0], purchase[2]
         target = max(0, min(int(target_total), credits))
         wanted = target - already
         if wanted <= 0 or ref in self.refs:
@@ -323,7 +331,8 @@ class CreditLedger(Aggregate):
         amount_paid: int,
     ) -> None:
         self._record(amount, balance_after, ref)
-        self.purchases[payment_ref] = [amount, amount_paid, 0]
+        # [credits, amount paid, reversal target reached, credits actually taken back]
+        self.purchases[payment_ref] = [amount, amount_paid, 0, 0]
         self.purchased_total += amount
 
     @event(Granted)
@@ -358,7 +367,43 @@ class CreditLedger(Aggregate):
     ) -> None:
         self._record(amount, balance_after, ref)
         self.purchases[payment_ref][2] = reversed_total
+        self.purchases[payment_ref][3] += amount
         self.reversed_total += amount
+
+    def reinstate(
+        self, payment_ref: str, *, ref: str, details: dict[str, str] | None = None
+    ) -> bool:
+        """Give back every credit the reversals of this payment took (dispute won).
+
+        The purchase can then be reversed again (a later refund). Idempotent by ``ref``;
+        a payment nothing was taken from writes nothing.
+        """
+        check_ref(ref)
+        purchase = self.purchases.get(payment_ref)
+        if purchase is None:
+            raise ValidationFailed(
+                f"No purchase paid by {payment_ref!r}.", code="unknown_payment", field="payment_ref"
+            )
+        taken = purchase[3]
+        if taken <= 0 or ref in self.refs:
+            return False
+        self._reinstated(
+            amount=taken,
+            balance_after=self.balance + taken,
+            ref=ref,
+            details=dict(details or {}),
+            payment_ref=payment_ref,
+        )
+        return True
+
+    @event(Reinstated)
+    def _reinstated(
+        self, amount: int, balance_after: int, ref: str, details: dict[str, str], payment_ref: str
+    ) -> None:
+        self._record(amount, balance_after, ref)
+        self.purchases[payment_ref][2] = 0
+        self.purchases[payment_ref][3] = 0
+        self.reversed_total -= amount
 
     class ReversalNoted(Event):
         """A reversal with nothing left to take (balance 0): only the shortfall."""
@@ -383,6 +428,7 @@ TRANSACTION_EVENTS: tuple[type[CreditLedger.Transaction], ...] = (
     CreditLedger.Debited,
     CreditLedger.Refunded,
     CreditLedger.Reversed,
+    CreditLedger.Reinstated,
 )
 TYPE_BY_TOPIC: dict[str, str] = {cls.TOPIC: cls.TX_TYPE for cls in TRANSACTION_EVENTS}
 
@@ -436,6 +482,8 @@ class LedgerFold:
             self.purchased_total += amount
         elif tx_type == REVERSAL:
             self.purchased_total -= amount
+        elif tx_type == REINSTATEMENT:
+            self.purchased_total += amount
 
 
 def replay_transactions(rows: Iterable[tuple[str, int, int, int, str]]) -> LedgerFold:

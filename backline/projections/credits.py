@@ -23,6 +23,7 @@ from backline.domain.credits import (
     DEBIT,
     PURCHASE,
     REFUND,
+    REINSTATEMENT,
     REVERSAL,
     TRANSACTION_EVENTS,
     TYPE_BY_TOPIC,
@@ -70,6 +71,7 @@ _TOTALS = {
     REFUND: ("used_total", -1),
     PURCHASE: ("purchased_total", 1),
     REVERSAL: ("purchased_total", -1),
+    REINSTATEMENT: ("purchased_total", 1),
 }
 
 

@@ -156,6 +156,19 @@ def test_refunds_and_disputes_reverse_credits_idempotently(container: Container)
     }
     assert c.billing.handle_webhook(*signed(c, dispute)).outcome == "reversed"
     assert c.credits.balance(a) == 0  # never negative; 5 credits recorded as shortfall
+    won = {
+        "id": "evt_dispute_won",
+        "type": "charge.dispute.closed",
+        "data": {
+            "object": {"id": "dp_1", "object": "dispute", "payment_intent": pi, "status": "won"}
+        },
+    }
+    assert c.billing.handle_webhook(*signed(c, won)).outcome == "reinstated"
+    assert c.billing.handle_webhook(*signed(c, won)).outcome == "duplicate"
+    assert c.credits.balance(a) == 5  # what the refund and the dispute actually took back
+    lost = dict(won, id="evt_dispute_lost")
+    lost["data"] = {"object": dict(won["data"]["object"], id="dp_2", status="lost")}
+    assert c.billing.handle_webhook(*signed(c, lost)).outcome == "ignored"
     # A refund for a payment never recorded (reordered delivery): 409 so Stripe retries.
     stray = dict(partial, id="evt_stray")
     stray["data"] = {"object": dict(partial["data"]["object"], payment_intent="pi_unknown")}

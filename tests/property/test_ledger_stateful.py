@@ -50,7 +50,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.balance = 0
         self.refs: set[str] = set()
         self.debits: dict[str, list[int]] = {}  # ref -> [amount, refunded]
-        self.purchases: dict[str, list[int]] = {}  # payment -> [credits, reversed]
+        self.purchases: dict[str, list[int]] = {}  # payment -> [credits, target, taken]
 
     def teardown(self) -> None:
         self.read.close()
@@ -69,7 +69,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert result.applied is expected
         if expected:
             self.refs.add(key)
-            self.purchases[payment] = [amount, 0]
+            self.purchases[payment] = [amount, 0, 0]
             self.balance += amount
 
     @rule(amount=AMOUNTS, ref=REFS)
@@ -120,7 +120,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def reverse(self, data: Any) -> None:
         payment = data.draw(st.sampled_from(sorted(self.purchases)))
-        credits, already = self.purchases[payment]
+        credits, already, _taken = self.purchases[payment]
         target = data.draw(st.integers(min_value=0, max_value=credits))
         key = f"reversal:{payment}:{target}"
         result = self.credits.reverse(self.account, payment, target_total=target, ref=key)
@@ -130,8 +130,24 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         assert result.applied
         self.refs.add(key)
+        taken = min(wanted, self.balance)
         self.purchases[payment][1] = target
-        self.balance -= min(wanted, self.balance)
+        self.purchases[payment][2] += taken
+        self.balance -= taken
+
+    @precondition(lambda self: bool(self.purchases))
+    @rule(data=st.data(), ref=REFS)
+    def reinstate(self, data: Any, ref: str) -> None:
+        payment = data.draw(st.sampled_from(sorted(self.purchases)))
+        key = f"reinstatement:{ref}"
+        result = self.credits.reinstate(self.account, payment, ref=key)
+        taken = self.purchases[payment][2]
+        expected = taken > 0 and key not in self.refs
+        assert result.applied is expected
+        if expected:
+            self.refs.add(key)
+            self.balance += taken
+            self.purchases[payment][1:] = [0, 0]
 
     @rule()
     def replay_equals_projection(self) -> None:

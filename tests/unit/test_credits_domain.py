@@ -138,6 +138,27 @@ def test_reversal_takes_back_credits_but_never_below_zero() -> None:
     assert ledger.reverse("pi_1", target_total=10, ref="reversal:pi_1:10") is False
 
 
+def test_a_won_dispute_gives_back_what_the_reversal_took() -> None:
+    ledger = funded(10)
+    ledger.debit(7, "release:r1")
+    ledger.reverse("pi_1", target_total=10, ref="reversal:pi_1:10")  # takes 3, shortfall 7
+    assert ledger.balance == 0
+    assert ledger.reinstate("pi_1", ref="reinstatement:dp_1") is True
+    assert ledger.balance == 3
+    assert ledger.reinstate("pi_1", ref="reinstatement:dp_1") is False  # replayed
+    assert ledger.reinstate("pi_1", ref="reinstatement:dp_2") is False  # nothing taken now
+    # The purchase can be reversed again afterwards (a later refund).
+    assert ledger.reverse("pi_1", target_total=10, ref="reversal:pi_1:10:again") is True
+    assert ledger.balance == 0
+    fold = replay_transactions(
+        (type(e).TX_TYPE, e.originator_version, e.amount, e.balance_after, e.ref)
+        for e in ledger.collect_events()
+        if hasattr(e, "balance_after")
+    )
+    assert fold.problems == []
+    assert fold.purchased_total == 10 - 3 + 3 - 3
+
+
 def test_partial_then_full_reversal_converges() -> None:
     ledger = funded(10)
     assert ledger.reverse("pi_1", target_total=4, ref="reversal:pi_1:4")
