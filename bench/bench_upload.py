@@ -6,7 +6,9 @@ over MCP, raw-byte chunks to ``/api/mcp/upload/chunk`` (keep-alive, ``--parallel
 connections), then ``/api/mcp/upload/complete`` (assemble, verify every chunk digest,
 decode the whole file, publish). In the same run and on the same disk the same bytes are
 written raw (8 MiB writes + fsync) as the baseline. The server's peak RSS is its kernel
-high-water mark (``VmHWM``) read at the end, plus a sampled maximum during the run.
+high-water mark (``VmHWM``) read at the end, plus a sampled maximum during the run; the
+peak of the decoder worker processes (validation runs there, see ``IsolatedInspector``) is
+printed separately.
 
 Targets (issue 4): chunk upload ≥ 50 % of the raw write rate; server peak RSS < 150 MB.
 """
@@ -116,6 +118,19 @@ def rss_kb(pid: int, field: str) -> int:
     return 0
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def token_for(env: dict[str, str]) -> str:
     run: dict[str, Any] = {"env": env, "cwd": str(ROOT), "check": True, "capture_output": True}
     cli = [sys.executable, "-m", "backline.infra.cli"]
@@ -218,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
             stop.set()
             sampler.join()
             hwm = rss_kb(proc.pid, "VmHWM")
+            workers = [rss_kb(c, "VmHWM") for c in children(proc.pid)]
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -239,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
             f"end to end {total_rate:.1f} MB/s",
             f"server peak RSS (VmHWM) {mb:.1f} MB, sampled max {peak['rss'] / 1024:.1f} MB, "
             f"idle before upload {idle / 1024:.1f} MB (target < 150 MB: {_met(mb < 150)})",
+            "decoder worker process(es), separate from the server (isolated decoding): "
+            + (", ".join(f"{w / 1024:.1f} MB" for w in workers) or "none")
+            + " peak RSS",
         ]
         for line in lines:
             print("  " + line)

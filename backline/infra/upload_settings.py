@@ -10,6 +10,7 @@
 | ``BACKLINE_UPLOAD_SESSION_TTL`` | 86400 | upload-token lifetime, seconds |
 | ``BACKLINE_UPLOAD_MAX_AUDIO_SECONDS`` | 14400 | longest audio accepted (zip-bomb guard) |
 | ``BACKLINE_UPLOAD_MAX_IMAGE_PIXELS`` | 50000000 | largest image (decompression-bomb guard) |
+| ``BACKLINE_UPLOAD_ISOLATE_DECODERS`` | ``1`` | decode in worker processes (``0``: in-process) |
 | ``BACKLINE_AI_DETECTOR`` | ``local`` | ``local`` (provenance reader), ``pex`` or ``off`` |
 | ``BACKLINE_PEX_CLIENT_ID`` / ``BACKLINE_PEX_CLIENT_SECRET`` | — | Pex OAuth client credentials |
 | ``BACKLINE_PEX_BASE_URL`` | ``https://api.ae.pex.com`` | Pex API |
@@ -53,6 +54,7 @@ class UploadSettings:
     session_ttl_seconds: int = 86400
     max_audio_seconds: int = 4 * 3600
     max_image_pixels: int = 50_000_000
+    isolate_decoders: bool = True
     ai_detector: str = "local"
     pex_client_id: str = ""
     pex_client_secret: str = ""
@@ -114,6 +116,8 @@ class UploadSettings:
             max_image_pixels=_int(
                 "UPLOAD_MAX_IMAGE_PIXELS", get("UPLOAD_MAX_IMAGE_PIXELS"), 50_000_000
             ),
+            isolate_decoders=(get("UPLOAD_ISOLATE_DECODERS") or "1").strip().lower()
+            not in ("0", "false", "no", "off"),
             ai_detector=detector,
             pex_client_id=pex_id,
             pex_client_secret=pex_secret,

@@ -8,8 +8,8 @@ from pathlib import Path
 from backline.adapters.ai_detection import DisabledDetector, LocalProvenanceDetector, PexDetector
 from backline.adapters.cover_art import GeminiCoverArt, ProceduralCoverArt
 from backline.adapters.filestore import LocalFileStore
-from backline.adapters.media import MediaLimits, SoundfilePillowInspector
-from backline.application.file_ports import AiDetector, CoverArtGenerator
+from backline.adapters.media import IsolatedInspector, MediaLimits, SoundfilePillowInspector
+from backline.application.file_ports import AiDetector, CoverArtGenerator, MediaInspector
 from backline.application.store import EventStore
 from backline.application.uploads import UploadPolicy, UploadService
 from backline.infra.upload_settings import UploadSettings
@@ -20,11 +20,12 @@ def build_upload_service(
 ) -> UploadService:
     files = LocalFileStore(data_dir / "files")
     files.clean_staging(older_than_seconds=24 * 3600)
-    inspector = SoundfilePillowInspector(
-        MediaLimits(
-            max_audio_seconds=float(settings.max_audio_seconds),
-            max_image_pixels=settings.max_image_pixels,
-        )
+    limits = MediaLimits(
+        max_audio_seconds=float(settings.max_audio_seconds),
+        max_image_pixels=settings.max_image_pixels,
+    )
+    inspector: MediaInspector = (
+        IsolatedInspector(limits) if settings.isolate_decoders else SoundfilePillowInspector(limits)
     )
     detector: AiDetector
     if settings.ai_detector == "pex":

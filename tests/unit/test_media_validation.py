@@ -189,3 +189,36 @@ def test_sniff_names_things() -> None:
     assert sniff(b"\x89PNG\r\n\x1a\n") == "PNG"
     assert sniff(b"") == "empty"
     assert sniff(b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00") == "MP3"
+
+
+def test_isolated_inspector_matches_in_process_and_survives_a_dead_worker(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from backline.adapters import media
+    from backline.domain.uploads import UnsupportedMedia
+
+    isolated = media.IsolatedInspector(workers=1)
+    wav = put(tmp_path, audio_bytes("FLAC", 0.5), "a.flac")
+    assert isolated.inspect("audio", wav).media == INSPECTOR.inspect("audio", wav).media
+    cover = isolated.inspect("coverArt", put(tmp_path, image_bytes(400, 300, "JPEG"), "c.jpg"))
+    assert cover.replacement is not None
+    assert cover.replacement.exists()
+    # Refusals cross the process boundary with their class, code and details.
+    with pytest.raises(UnsupportedMedia) as e:
+        isolated.inspect("audio", put(tmp_path, image_bytes(64, 64), "x.wav"))
+    assert e.value.code == "unsupported_media"
+    assert e.value.details["detected"] == "PNG"
+    # A worker killed (as a decoder crash would) costs one request, not the server.
+    for pid in media.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    outcome: list[str] = []
+    for _ in range(2):
+        try:
+            outcome.append(isolated.inspect("audio", wav).format)
+        except ValidationFailed as err:
+            outcome.append(err.code)
+    assert outcome[-1] == "FLAC"
+    assert set(outcome) <= {"FLAC", "corrupt_audio"}
