@@ -128,3 +128,46 @@ def test_five_thousand_tracks_load_in_seconds(container: Container, n: int) -> N
     _load(container, n)
     assert time.perf_counter() - started < 30
     assert _search(container).total == n
+
+
+def test_catalog_cli_generate_and_import(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {
+        **os.environ,
+        "BACKLINE_DATA_DIR": str(tmp_path / "data"),
+        "BACKLINE_SECRET_KEY": "cli-secret-" + "x" * 32,
+        "BACKLINE_LOG_LEVEL": "WARNING",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "backline.infra.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=str(ROOT),
+            timeout=120,
+        )
+
+    out = tmp_path / "demo.jsonl"
+    made = cli("catalog", "generate", "--tracks", "120", "--output", str(out))
+    assert made.returncode == 0, made.stderr
+    assert len(out.read_text().splitlines()) == 120
+    first = cli("catalog", "import", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "listed 120, unchanged 0, invalid 0" in first.stdout
+    again = cli("catalog", "import", str(out))
+    assert "listed 0, unchanged 120, invalid 0" in again.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"external_id": "x"}\nnot json\n')
+    strict = cli("catalog", "import", "--strict", str(bad))
+    assert strict.returncode == 1
+    assert "line 1" in strict.stderr
+    assert "line 2" in strict.stderr
+    loaded = cli("catalog", "generate", "--tracks", "130")  # loads directly; 120 exist
+    assert "listed 10, unchanged 120" in loaded.stdout
