@@ -31,6 +31,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server = start_server(
         data,
         {
+            "BACKLINE_DEMO_CATALOG_TRACKS": "5000",  # the embedded default's first run
             "BACKLINE_RATE_LIMIT_AGENT_SEARCH": "10000 per 60 seconds",
             "BACKLINE_RATE_LIMIT_AGENT_LICENSE": "10000 per 60 seconds",
         },
