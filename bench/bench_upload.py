@@ -141,24 +141,30 @@ def token_for(env: dict[str, str]) -> str:
     return str(out.stdout.splitlines()[0])
 
 
-def prepare(base: str, token: str, size: int) -> dict[str, Any]:
+def mcp_call(base: str, token: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
     r = httpx.post(
         f"{base}/api/mcp",
         json={
             "jsonrpc": "2.0",
             "id": 1,
             "method": "tools/call",
-            "params": {
-                "name": "prepare_local_file_upload",
-                "arguments": {"fileName": "bench.wav", "fileSize": size, "type": "audio"},
-            },
+            "params": {"name": name, "arguments": arguments},
         },
         headers={"Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2025-06-18"},
-        timeout=30,
+        timeout=120,
     )
     r.raise_for_status()
     result: dict[str, Any] = r.json()["result"]["structuredContent"]
     return result
+
+
+def prepare(base: str, token: str, size: int) -> dict[str, Any]:
+    return mcp_call(
+        base,
+        token,
+        "prepare_local_file_upload",
+        {"fileName": "bench.wav", "fileSize": size, "type": "audio"},
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,6 +239,12 @@ def main(argv: list[str] | None = None) -> None:
             stop.set()
             sampler.join()
             hwm = rss_kb(proc.pid, "VmHWM")
+            # One 3000x3000 cover-art render (runs in a worker process too).
+            t2 = time.perf_counter()
+            art = mcp_call(base, token, "generate_cover_art", {"prompt": "Bench sunset poster"})
+            art_secs = time.perf_counter() - t2
+            assert art["fileUrl"], art
+            hwm_after_art = rss_kb(proc.pid, "VmHWM")
             workers = [rss_kb(c, "VmHWM") for c in children(proc.pid)]
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -255,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
             f"end to end {total_rate:.1f} MB/s",
             f"server peak RSS (VmHWM) {mb:.1f} MB, sampled max {peak['rss'] / 1024:.1f} MB, "
             f"idle before upload {idle / 1024:.1f} MB (target < 150 MB: {_met(mb < 150)})",
+            f"generate_cover_art 3000x3000: {art_secs:.2f}s; server VmHWM after it "
+            f"{hwm_after_art / 1024:.1f} MB",
             "decoder worker process(es), separate from the server (isolated decoding): "
             + (", ".join(f"{w / 1024:.1f} MB" for w in workers) or "none")
             + " peak RSS",

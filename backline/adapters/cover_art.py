@@ -250,3 +250,43 @@ class GeminiCoverArt:
                         image_size="1K",
                     )
         raise ImageGenerationFailed("Gemini returned no image (the prompt may have been refused).")
+
+
+def _generate_in_worker(
+    size: int, max_base_pixels: int, prompt: str, base: bytes | None, base_mime: str | None
+) -> tuple[str, Any]:
+    try:
+        art = ProceduralCoverArt(size, max_base_pixels).generate(prompt, base, base_mime)
+        return "ok", art
+    except ImageGenerationFailed as e:
+        return "failed", str(e)
+
+
+class IsolatedProceduralCoverArt:
+    """:class:`ProceduralCoverArt` rendered in a worker process (the server's default).
+
+    One 3000x3000 render holds ~200 MB of transient image buffers; they live and die in
+    the worker, never in the API process.
+    """
+
+    provider = ProceduralCoverArt.provider
+
+    def __init__(self, size: int = 3000, max_base_pixels: int = 50_000_000) -> None:
+        self.size = size
+        self.max_base_pixels = max_base_pixels
+
+    def generate(
+        self, prompt: str, base: bytes | None = None, base_mime: str | None = None
+    ) -> GeneratedImage:
+        from backline.adapters import workers
+
+        try:
+            status, payload = workers.call(
+                _generate_in_worker, self.size, self.max_base_pixels, prompt, base, base_mime
+            )
+        except (workers.WorkerCrashed, workers.WorkerTimeout) as e:
+            raise ImageGenerationFailed(f"The renderer failed ({type(e).__name__}).") from None
+        if status == "ok":
+            art: GeneratedImage = payload
+            return art
+        raise ImageGenerationFailed(str(payload))

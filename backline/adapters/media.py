@@ -11,10 +11,7 @@ over the pixel budget is refused before decoding (decompression bombs).
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import struct
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from backline.adapters import workers
 from backline.application.file_ports import Inspection
 from backline.domain.errors import ValidationFailed
 from backline.domain.uploads import UnsupportedMedia, audio_requirements, cover_requirements
@@ -455,10 +453,6 @@ def _short(e: Exception) -> str:
 # ``MAX_TASKS_PER_WORKER`` files): a decoder crash costs one worker, not the server, and
 # the API process stays lean however large the upload.
 
-MAX_TASKS_PER_WORKER = 200
-_POOL: Any = None
-_POOL_LOCK = threading.Lock()
-
 
 def _refusal_class(name: str) -> type[ValidationFailed]:
     return UnsupportedMedia if name == "UnsupportedMedia" else ValidationFailed
@@ -474,48 +468,6 @@ def _inspect_in_worker(
         return "refused", (type(e).__name__, e.message, e.code, e.details)
 
 
-def _pool(workers: int) -> Any:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            _POOL = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                max_tasks_per_child=MAX_TASKS_PER_WORKER,
-            )
-            atexit.register(_shutdown_pool)
-        return _POOL
-
-
-def _reset_pool(broken: Any) -> None:
-    """Drop a broken or stuck pool: kill its workers, then reap them."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is broken:
-            _POOL = None
-    for process in list(getattr(broken, "_processes", {}).values()):
-        with contextlib.suppress(Exception):
-            process.kill()
-    broken.shutdown(wait=True, cancel_futures=True)
-
-
-def _shutdown_pool() -> None:
-    pool = _POOL
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def worker_pids() -> list[int]:
-    """Process ids of the inspection workers (for benchmarks)."""
-    pool = _POOL
-    if pool is None:
-        return []
-    return [p.pid for p in getattr(pool, "_processes", {}).values() if p.pid]
-
-
 class IsolatedInspector:
     """:class:`SoundfilePillowInspector` in worker processes (the server's default)."""
 
@@ -529,28 +481,28 @@ class IsolatedInspector:
         self.timeout = timeout
 
     def inspect(self, kind: str, path: Path, declared_type: str | None = None) -> Inspection:
-        from concurrent.futures import TimeoutError as FutureTimeout
-        from concurrent.futures.process import BrokenProcessPool
-
         limits = (
             self.limits.max_audio_seconds,
             self.limits.max_image_pixels,
             self.limits.min_image_side,
         )
-        pool = _pool(self.workers)
         try:
-            status, payload = pool.submit(
-                _inspect_in_worker, limits, kind, str(path), declared_type
-            ).result(timeout=self.timeout)
-        except BrokenProcessPool:
-            _reset_pool(pool)
+            status, payload = workers.call(
+                _inspect_in_worker,
+                limits,
+                kind,
+                str(path),
+                declared_type,
+                size=self.workers,
+                timeout=self.timeout,
+            )
+        except workers.WorkerCrashed:
             log.warning("media_worker_crashed", kind=kind)
             raise ValidationFailed(
                 "The file crashed the decoder; it is corrupt or malicious.",
                 code="corrupt_audio" if kind == "audio" else "corrupt_image",
             ) from None
-        except FutureTimeout:
-            _reset_pool(pool)
+        except workers.WorkerTimeout:
             raise ValidationFailed(
                 "Decoding the file took too long.", code="decode_timeout"
             ) from None

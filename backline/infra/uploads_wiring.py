@@ -6,7 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from backline.adapters.ai_detection import DisabledDetector, LocalProvenanceDetector, PexDetector
-from backline.adapters.cover_art import GeminiCoverArt, ProceduralCoverArt
+from backline.adapters.cover_art import (
+    GeminiCoverArt,
+    IsolatedProceduralCoverArt,
+    ProceduralCoverArt,
+)
 from backline.adapters.filestore import LocalFileStore
 from backline.adapters.media import IsolatedInspector, MediaLimits, SoundfilePillowInspector
 from backline.application.file_ports import AiDetector, CoverArtGenerator, MediaInspector
@@ -43,7 +47,8 @@ def build_upload_service(
     if settings.cover_art_generator == "gemini":
         generator = GeminiCoverArt(settings.gemini_api_key, base_url=settings.gemini_base_url)
     else:
-        generator = ProceduralCoverArt(
+        procedural = IsolatedProceduralCoverArt if settings.isolate_decoders else ProceduralCoverArt
+        generator = procedural(
             size=settings.cover_art_size, max_base_pixels=settings.max_image_pixels
         )
     policy = UploadPolicy(

@@ -215,3 +215,13 @@ def test_gemini_adapter_against_a_local_peer() -> None:
     )
     with pytest.raises(ImageGenerationFailed):
         refused.generate("x")
+
+
+def test_isolated_renderer_gives_the_same_art() -> None:
+    from backline.adapters.cover_art import IsolatedProceduralCoverArt
+
+    local = ProceduralCoverArt(size=500).generate("Neon tunnel")
+    isolated = IsolatedProceduralCoverArt(size=500).generate("Neon tunnel")
+    assert isolated.data == local.data
+    with pytest.raises(ImageGenerationFailed):
+        IsolatedProceduralCoverArt(size=500).generate("x", base=b"not an image")

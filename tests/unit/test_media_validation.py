@@ -196,7 +196,7 @@ def test_isolated_inspector_matches_in_process_and_survives_a_dead_worker(tmp_pa
     import signal
     import time
 
-    from backline.adapters import media
+    from backline.adapters import media, workers
     from backline.domain.uploads import UnsupportedMedia
 
     isolated = media.IsolatedInspector(workers=1)
@@ -211,7 +211,7 @@ def test_isolated_inspector_matches_in_process_and_survives_a_dead_worker(tmp_pa
     assert e.value.code == "unsupported_media"
     assert e.value.details["detected"] == "PNG"
     # A worker killed (as a decoder crash would) costs one request, not the server.
-    for pid in media.worker_pids():
+    for pid in workers.pids():
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.5)
     outcome: list[str] = []
