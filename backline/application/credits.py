@@ -86,7 +86,10 @@ class CreditService:
                 return None
         else:
             ledger = cached.clone()
-            for e in self.store.repository.event_store.get(lid, gt=ledger.version):
+            newer = list(self.store.repository.event_store.get(lid, gt=ledger.version))
+            if not newer:
+                return ledger  # the cache is current
+            for e in newer:
                 ledger = cast(Any, e).mutate(ledger)
         with self._cache_lock:
             current = self._cache.get(lid)

@@ -150,9 +150,9 @@ class CreditLedger(Aggregate):
         self.balance = 0
         self.refs: set[str] = set()
         # payment_ref -> [credits, amount_paid_cents, reversed_total]
-        self.purchases: dict[str, list[int]] = {}
+        self.purchases: dict[str, tuple[int, int, int, int]] = {}
         # debit ref -> [amount, refunded]
-        self.debits: dict[str, list[int]] = {}
+        self.debits: dict[str, tuple[int, int]] = {}
         self.purchased_total = 0
         self.granted_total = 0
         self.used_total = 0
@@ -167,9 +167,10 @@ class CreditLedger(Aggregate):
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
         other._pending_events = []
-        other.refs = set(self.refs)
-        other.purchases = {k: list(v) for k, v in self.purchases.items()}
-        other.debits = {k: list(v) for k, v in self.debits.items()}
+        # Entries are immutable tuples: shallow copies are independent copies.
+        other.refs = self.refs.copy()
+        other.purchases = self.purchases.copy()
+        other.debits = self.debits.copy()
         return other
 
     def has_applied(self, ref: str) -> bool:
@@ -332,7 +333,7 @@ class CreditLedger(Aggregate):
     ) -> None:
         self._record(amount, balance_after, ref)
         # [credits, amount paid, reversal target reached, credits actually taken back]
-        self.purchases[payment_ref] = [amount, amount_paid, 0, 0]
+        self.purchases[payment_ref] = (amount, amount_paid, 0, 0)
         self.purchased_total += amount
 
     @event(Granted)
@@ -343,7 +344,7 @@ class CreditLedger(Aggregate):
     @event(Debited)
     def _debited(self, amount: int, balance_after: int, ref: str, details: dict[str, str]) -> None:
         self._record(amount, balance_after, ref)
-        self.debits[ref] = [amount, 0]
+        self.debits[ref] = (amount, 0)
         self.used_total += amount
 
     @event(Refunded)
@@ -351,7 +352,8 @@ class CreditLedger(Aggregate):
         self, amount: int, balance_after: int, ref: str, details: dict[str, str], of_ref: str
     ) -> None:
         self._record(amount, balance_after, ref)
-        self.debits[of_ref][1] += amount
+        taken, refunded = self.debits[of_ref]
+        self.debits[of_ref] = (taken, refunded + amount)
         self.used_total -= amount
 
     @event(Reversed)
@@ -366,8 +368,8 @@ class CreditLedger(Aggregate):
         shortfall: int,
     ) -> None:
         self._record(amount, balance_after, ref)
-        self.purchases[payment_ref][2] = reversed_total
-        self.purchases[payment_ref][3] += amount
+        credits, paid, _target, taken = self.purchases[payment_ref]
+        self.purchases[payment_ref] = (credits, paid, reversed_total, taken + amount)
         self.reversed_total += amount
 
     def reinstate(
@@ -401,8 +403,8 @@ class CreditLedger(Aggregate):
         self, amount: int, balance_after: int, ref: str, details: dict[str, str], payment_ref: str
     ) -> None:
         self._record(amount, balance_after, ref)
-        self.purchases[payment_ref][2] = 0
-        self.purchases[payment_ref][3] = 0
+        credits, paid, _target, _taken = self.purchases[payment_ref]
+        self.purchases[payment_ref] = (credits, paid, 0, 0)
         self.reversed_total -= amount
 
     class ReversalNoted(Event):
@@ -419,7 +421,8 @@ class CreditLedger(Aggregate):
         self, payment_ref: str, reversed_total: int, shortfall: int, ref: str
     ) -> None:
         self.refs.add(ref)
-        self.purchases[payment_ref][2] = reversed_total
+        credits, paid, _target, taken = self.purchases[payment_ref]
+        self.purchases[payment_ref] = (credits, paid, reversed_total, taken)
 
 
 TRANSACTION_EVENTS: tuple[type[CreditLedger.Transaction], ...] = (
