@@ -128,6 +128,9 @@ def start_server(data_dir: Path, env_overrides: dict[str, str] | None = None) ->
             "BACKLINE_FAST_PASSWORD_HASHING": "1",
             "BACKLINE_LOG_FORMAT": "json",
             "BACKLINE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            # The 5,000-track demo catalog costs CPU on every start; tests that need it
+            # ask for it (tests/e2e/test_agent_licensing.py).
+            "BACKLINE_DEMO_CATALOG_TRACKS": "0",
         }
     )
     env.update(env_overrides or {})
