@@ -15,7 +15,9 @@ recorded on the release for analytics only (seed 000).
 
 from __future__ import annotations
 
-import hashlib
+import random
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -40,6 +42,7 @@ from backline.domain.identifiers import (
     DESIGNATION_SPACE,
     IdentifierClaim,
     IdentifierSequence,
+    SequenceExhausted,
     claim_id,
     make_isrc,
     make_upc,
@@ -92,6 +95,77 @@ class ReleasePolicy:
     max_attempts: int = 5
     shards: int = DEFAULT_SHARDS
     submit_rate_limit: str = "10 per 60 seconds"
+    block_size: int = 20
+
+
+@dataclass
+class _Lease:
+    """Numbers one submission attempt took from the blocks."""
+
+    careful: bool = False
+    taken: list[tuple[str, str, int]] = field(default_factory=list)
+    burnt: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+class IdentifierBlocks:
+    """Per-process blocks of identifier numbers reserved from the sharded sequences.
+
+    Reserving a block is one ``Taken`` event on one shard (its own small transaction),
+    so submissions do not all write the same sequence aggregate; the shard is picked at
+    random, so processes rarely race for one. A number handed out and not used (the
+    submission failed) goes back to the pool; numbers of a block left when the process
+    stops are never used (a gap, as ISRC and UPC allow).
+    """
+
+    def __init__(self, store: EventStore, shards: int, block_size: int) -> None:
+        self.store = store
+        self.shards = shards
+        self.block_size = max(1, block_size)
+        self._pools: dict[tuple[str, str], deque[int]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, kind: str, scope: str, capacity: int) -> int:
+        with self._lock:
+            pool = self._pools.setdefault((kind, scope), deque())
+            if not pool:
+                pool.extend(self._reserve(kind, scope, capacity))
+            return pool.popleft()
+
+    def give_back(self, lease: _Lease) -> None:
+        burnt = set(lease.burnt)
+        with self._lock:
+            for kind, scope, n in reversed(lease.taken):
+                if (kind, scope, n) not in burnt:
+                    self._pools.setdefault((kind, scope), deque()).appendleft(n)
+        lease.taken.clear()
+
+    def _reserve(self, kind: str, scope: str, capacity: int) -> list[int]:
+        shards = list(range(self.shards))
+        random.shuffle(shards)
+        for shard in shards:
+
+            def attempt(shard: int = shard) -> list[int]:
+                seq = self.store.find(sequence_id(kind, scope, shard), IdentifierSequence)
+                if seq is None:
+                    seq = IdentifierSequence(
+                        kind=kind, scope=scope, shard=shard, shards=self.shards, capacity=capacity
+                    )
+                numbers = []
+                for k in range(self.block_size):
+                    n = seq.peek(k)
+                    if n is None:
+                        break
+                    numbers.append(n)
+                if not numbers:
+                    return []
+                seq.take(len(numbers))
+                self.store.save_all(seq)
+                return numbers
+
+            found = retrying(attempt, attempts=20)
+            if found:
+                return found
+        raise SequenceExhausted(f"No {kind} numbers are left for {scope}.", kind=kind)
 
 
 class ReleaseInsufficientCredits(Conflict):
@@ -179,6 +253,7 @@ class ReleaseService:
         self.clock = clock or SystemClock()
         self.reload = reload
         self.reload_enabled = reload_enabled
+        self.blocks = IdentifierBlocks(store, self.policy.shards, self.policy.block_size)
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -352,7 +427,11 @@ class ReleaseService:
                 return None
             return self.store.find(index.release_id, Release)
 
+        attempts = 0
+
         def attempt() -> SubmitResult:
+            nonlocal attempts
+            attempts += 1
             earlier = replayed_by_key()
             if earlier is not None and earlier.submitted:
                 return self._replay(earlier)
@@ -371,13 +450,15 @@ class ReleaseService:
                 today=self._today(),
                 files=files,
             )
-            identifiers = self._identify(account_id, release.id, validated)
+            lease = _Lease(careful=attempts > 1)
+            identifiers = self._identify(account_id, release.id, validated, lease)
             ai = sum(1 for t in validated.tracks if t.get("ai_detected"))
             track_credits = release_cost(len(validated.tracks) - ai, ai)
             offset = TOKEN_OFFSET_CREDITS if token_offset else 0
             ledger = self.credits.load_ledger(account_id)
             total = track_credits + offset
             if ledger.balance < total:
+                self.blocks.give_back(lease)
                 raise self._insufficient(account_id, total, ledger.balance, track_credits, offset)
             details = {
                 "release_id": str(release.id),
@@ -414,7 +495,11 @@ class ReleaseService:
                 indexes.append(
                     IdempotencyIndex(owner_id=account_id, key=key, release_id=release.id)
                 )
-            position = self.store.save_all(release, ledger, job, *indexes, *identifiers)
+            try:
+                position = self.store.save_all(release, ledger, job, *indexes, *identifiers)
+            except BaseException:
+                self.blocks.give_back(lease)  # unused numbers serve the next submission
+                raise
             log.info(
                 "release_submitted",
                 release_id=str(release.id),
@@ -470,15 +555,34 @@ class ReleaseService:
 
     # -- identifiers --------------------------------------------------------------------------
 
-    def _shard(self, release_id: UUID) -> int:
-        return int(hashlib.sha256(release_id.bytes).hexdigest(), 16) % self.policy.shards
-
     def _identify(
-        self, account_id: UUID, release_id: UUID, validated: ValidatedRelease
+        self,
+        account_id: UUID,
+        release_id: UUID,
+        validated: ValidatedRelease,
+        lease: _Lease,
     ) -> list[Any]:
-        """Claim given identifiers, assign missing ones; returns aggregates to save."""
+        """Claim given identifiers, assign missing ones; returns aggregates to save.
+
+        Assigned numbers come from in-memory blocks reserved from the sequences (see
+        :class:`IdentifierBlocks`); the claims saved with the release are what make them
+        unique. A number someone claimed by giving it explicitly makes the save fail;
+        the retry runs ``careful`` and skips claimed numbers.
+        """
         out: list[Any] = []
         claimed: set[UUID] = set()
+
+        def claim(kind: str, value: str, assigned: bool) -> None:
+            claimed.add(claim_id(kind, value))
+            out.append(
+                IdentifierClaim(
+                    kind=kind,
+                    value=value,
+                    owner_id=account_id,
+                    release_id=release_id,
+                    assigned=assigned,
+                )
+            )
 
         def claim_given(kind: str, value: str, field_name: str) -> None:
             cid = claim_id(kind, value)
@@ -488,16 +592,21 @@ class ReleaseService:
             if existing is not None:
                 existing.ensure_usable_by(account_id, release_id, field_name)
                 return
-            claimed.add(cid)
-            out.append(
-                IdentifierClaim(
-                    kind=kind,
-                    value=value,
-                    owner_id=account_id,
-                    release_id=release_id,
-                    assigned=False,
-                )
-            )
+            claim(kind, value, False)
+
+        def fresh(kind: str, scope: str, capacity: int, render: Callable[[int], str]) -> str:
+            while True:
+                n = self.blocks.take(kind, scope, capacity)
+                lease.taken.append((kind, scope, n))
+                value = render(n)
+                cid = claim_id(kind, value)
+                if cid in claimed:
+                    continue
+                if lease.careful and self.store.find(cid, IdentifierClaim) is not None:
+                    lease.burnt.append((kind, scope, n))  # claimed by a given identifier
+                    continue
+                claim(kind, value, True)
+                return value
 
         upc = validated.release.get("upc")
         if upc:
@@ -505,89 +614,19 @@ class ReleaseService:
         for i, t in enumerate(validated.tracks):
             if t.get("isrc"):
                 claim_given("isrc", str(t["isrc"]), f"tracks[{i}].isrc")
-        shard = self._shard(release_id)
         year = self._today().year
-        missing = validated.missing_isrcs
-        if missing:
-            scope = f"{self.policy.isrc_prefix}{year % 100:02d}"
-            values = self._take(
-                "isrc",
-                scope,
-                shard,
-                DESIGNATION_SPACE,
-                len(missing),
-                lambda n: make_isrc(self.policy.isrc_prefix, year, n),
-                out,
-                claimed,
+        prefix = self.policy.isrc_prefix
+        scope = f"{prefix}{year % 100:02d}"
+        for i in validated.missing_isrcs:
+            validated.tracks[i]["isrc"] = fresh(
+                "isrc", scope, DESIGNATION_SPACE, lambda n: make_isrc(prefix, year, n)
             )
-            for i, value in zip(missing, values, strict=True):
-                validated.tracks[i]["isrc"] = value
-                out.append(
-                    IdentifierClaim(
-                        kind="isrc",
-                        value=value,
-                        owner_id=account_id,
-                        release_id=release_id,
-                        assigned=True,
-                    )
-                )
         if not upc:
-            (value,) = self._take(
-                "upc",
-                self.policy.upc_prefix,
-                shard,
-                upc_capacity(self.policy.upc_prefix),
-                1,
-                lambda n: make_upc(self.policy.upc_prefix, n),
-                out,
-                claimed,
-            )
-            validated.release["upc"] = value
-            out.append(
-                IdentifierClaim(
-                    kind="upc",
-                    value=value,
-                    owner_id=account_id,
-                    release_id=release_id,
-                    assigned=True,
-                )
+            company = self.policy.upc_prefix
+            validated.release["upc"] = fresh(
+                "upc", company, upc_capacity(company), lambda n: make_upc(company, n)
             )
         return out
-
-    def _take(
-        self,
-        kind: str,
-        scope: str,
-        shard: int,
-        capacity: int,
-        count: int,
-        render: Callable[[int], str],
-        out: list[Any],
-        claimed: set[UUID],
-    ) -> list[str]:
-        """``count`` fresh values from the shard's sequence, skipping claimed ones."""
-        seq = self.store.find(sequence_id(kind, scope, shard), IdentifierSequence)
-        if seq is None:
-            seq = IdentifierSequence(
-                kind=kind, scope=scope, shard=shard, shards=self.policy.shards, capacity=capacity
-            )
-        values: list[str] = []
-        skip = 0
-        while len(values) < count:
-            n = seq.peek(skip)
-            if n is None:
-                seq.take(skip + 1)  # raises SequenceExhausted
-            assert n is not None
-            skip += 1
-            value = render(n)
-            cid = claim_id(kind, value)
-            if cid in claimed or self.store.find(cid, IdentifierClaim) is not None:
-                continue  # taken by a user-given identifier: skip it
-            claimed.add(cid)
-            values.append(value)
-        seq.take(skip)
-        out.append(seq)
-        return values
 
     # -- after submission ---------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ Choices the seeds leave open (documented in the README):
 
 from __future__ import annotations
 
-import copy
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -129,16 +128,25 @@ def canonical_genre(raw: object) -> str | None:
 # -- draft merging ------------------------------------------------------------------------
 
 
+def clone(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), much cheaper than deepcopy."""
+    if type(value) is dict:
+        return {k: clone(v) for k, v in value.items()}
+    if type(value) is list:
+        return [clone(v) for v in value]
+    return value
+
+
 def deep_merge(base: dict[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
     """``delta`` onto ``base``: nested dicts merge, ``None`` removes, the rest replaces."""
-    out = copy.deepcopy(base)
+    out: dict[str, Any] = clone(base)
     for key, value in delta.items():
         if value is None:
             out.pop(key, None)
         elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
             out[key] = deep_merge(out[key], value)
         else:
-            out[key] = copy.deepcopy(value) if isinstance(value, dict | list) else value
+            out[key] = clone(value) if isinstance(value, dict | list) else value
     return out
 
 
@@ -197,25 +205,25 @@ def merge_draft(
     new_release = _check_object(release, "release") if release is not None else None
     new_tracks = _check_tracks(tracks) if tracks is not None else None
     if mode in SNAPSHOT_MODES:
-        merged_release = copy.deepcopy(new_release or {})
-        merged_tracks = copy.deepcopy(new_tracks or [])
-        uploads = copy.deepcopy(upload_requests) if isinstance(upload_requests, list) else []
+        merged_release = clone(new_release or {})
+        merged_tracks = clone(new_tracks or [])
+        uploads = clone(upload_requests) if isinstance(upload_requests, list) else []
     else:
         merged_release = (
             deep_merge(current.release, new_release)
             if new_release is not None
-            else copy.deepcopy(current.release)
+            else clone(current.release)
         )
-        merged_tracks = copy.deepcopy(current.tracks)
+        merged_tracks = clone(current.tracks)
         for i, t in enumerate(new_tracks or []):
             if i < len(merged_tracks):
                 merged_tracks[i] = deep_merge(merged_tracks[i], t)
             else:
                 merged_tracks.append(deep_merge({}, t))
         uploads = (
-            copy.deepcopy(upload_requests)
+            clone(upload_requests)
             if isinstance(upload_requests, list)
-            else copy.deepcopy(current.upload_requests)
+            else clone(current.upload_requests)
         )
     merged_tracks = apply_track_patches(merged_tracks, track_patches)
     if len(merged_tracks) > MAX_TRACKS:
@@ -684,7 +692,7 @@ class Release(Aggregate):
         )
         self._draft_saved(
             mode=mode,
-            change=copy.deepcopy(change),
+            change=clone(change),
             release=merged.release,
             tracks=merged.tracks,
             upload_requests=merged.upload_requests,
@@ -763,8 +771,8 @@ class Release(Aggregate):
             raise ValueError("assign the UPC and every ISRC before submitting")
         ai = sum(1 for t in validated.tracks if t.get("ai_detected"))
         self._submitted(
-            metadata=copy.deepcopy(validated.release),
-            tracks=copy.deepcopy(validated.tracks),
+            metadata=clone(validated.release),
+            tracks=clone(validated.tracks),
             cost=track_credits + token_offset_credits,
             track_credits=track_credits,
             token_offset=token_offset_credits > 0,
@@ -842,8 +850,8 @@ class Release(Aggregate):
                     field=f"tracks[{i}].audio_file_url",
                 )
         self._metadata_updated(
-            metadata=copy.deepcopy(validated.release),
-            tracks=copy.deepcopy(validated.tracks),
+            metadata=clone(validated.release),
+            tracks=clone(validated.tracks),
             job_id=job_id,
             revision=self.metadata_revision + 1,
             stores=list(stores),

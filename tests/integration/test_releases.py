@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from backline.application.ern import check_required
 from backline.domain.credits import CreditLedger, ledger_id
 from backline.domain.delivery import ProcessingJob
 from backline.domain.errors import Conflict, NotFound, ValidationFailed
+from backline.domain.identifiers import make_isrc
 from backline.domain.releases import Release
 from backline.domain.uploads import StoredFile, parse_file_url
 from backline.infra.container import Container
@@ -239,6 +241,23 @@ def test_isrc_and_upc_assignment_and_claims(c: Container) -> None:
             a.id, {"release": a.release(upc="036000291453"), "tracks": [a.track(a.human)]}
         )
     assert invalid.value.details["field"] == "release.upc"
+
+
+def test_an_assigned_number_already_given_by_a_user_is_skipped(c: Container) -> None:
+    a = Artist(c, "ada@example.com", credits=10)
+    c.releases.blocks.shards = 1  # numbers come in order: 0, 1, 2, ...
+    year = datetime.now(UTC).year
+    first = make_isrc("ZZBLN", year, 0)
+    given = c.releases.submit(
+        a.id, {"release": a.release(), "tracks": [a.track(a.human, isrc=first)]}
+    )
+    assert given.isrcs == [first]
+    # The next assignment meets the claim on number 0, retries carefully, takes 1.
+    assigned = c.releases.submit(a.id, {"release": a.release(), "tracks": [a.track(a.human)]})
+    assert assigned.isrcs == [make_isrc("ZZBLN", year, 1)]
+    later = c.releases.submit(a.id, {"release": a.release(), "tracks": [a.track(a.human)]})
+    assert later.isrcs == [make_isrc("ZZBLN", year, 2)]
+    assert a.balance() == 7
 
 
 def test_two_processes_submitting_at_once_charge_once(
