@@ -640,3 +640,18 @@ def test_crash_between_bytes_and_record_serves_nothing_and_retries(api: Api) -> 
     finally:
         store.save_all = real  # type: ignore[method-assign]
     assert api.client.get(r.json()["fileUrl"], headers=h).content == wav
+
+
+def test_chunked_cover_art_is_processed(api: Api) -> None:
+    uid, h = api.user()
+    png = image_bytes(3200, 3000, "PNG")
+    out = api.chunked(h, png, CHUNK, kind="coverArt", name="Cover Final.jpg")
+    assert out["fileUrl"] == f"/api/files/cover-art/{uid}/Cover_Final.png"
+    assert out["contentType"] == "image/png"
+    assert out["distributionReady"] is True
+    assert out["media"]["width"] == out["media"]["height"] == 3000
+    assert out["media"]["originalWidth"] == 3200
+    got = api.client.get(out["fileUrl"], headers=h)
+    assert got.status_code == 200
+    assert got.headers["etag"] == f'"{out["sha256"]}"'
+    assert hashlib.sha256(got.content).hexdigest() == out["sha256"]
