@@ -31,6 +31,7 @@ from uuid import UUID
 import anyio
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
+from litestar.params import FromPath
 from litestar.response import Stream
 from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_options_header
 
@@ -477,7 +478,10 @@ async def _file_body(path: Path, start: int, length: int) -> AsyncIterator[bytes
     summary="Download one of your files",
 )
 async def get_file(
-    request: Request[Any, Any, Any], bucket: str, user_id: str, name: str
+    request: Request[Any, Any, Any],
+    bucket: FromPath[str],
+    user_id: FromPath[str],
+    name: FromPath[str],
 ) -> Response[Any]:
     path_only = f"/api/files/{bucket}/{user_id}/{name}"
     ref = parse_file_url(path_only)
