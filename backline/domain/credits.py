@@ -436,7 +436,11 @@ TRANSACTION_EVENTS: tuple[type[CreditLedger.Transaction], ...] = (
 TYPE_BY_TOPIC: dict[str, str] = {cls.TOPIC: cls.TX_TYPE for cls in TRANSACTION_EVENTS}
 
 
-@dataclass
+_USED = {DEBIT: 1, REFUND: -1}
+_PURCHASED = {PURCHASE: 1, REVERSAL: -1, REINSTATEMENT: 1}
+
+
+@dataclass(slots=True)
 class LedgerFold:
     """What an auditor rebuilds from one ledger's transactions alone, checking each rule.
 
@@ -459,34 +463,39 @@ class LedgerFold:
 
     def add(self, tx_type: str, version: int, amount: int, balance_after: int, ref: str) -> None:
         sign = SIGNS.get(tx_type)
-        if sign is None:
-            self.problem(f"v{version}: unknown transaction type {tx_type!r}")
-            return
-        if amount <= 0:
-            self.problem(f"v{version}: non-positive amount {amount}")
-        expected = self.balance + sign * amount
-        if balance_after != expected:
-            self.problem(f"v{version}: balance_after {balance_after} != expected {expected}")
-        if balance_after < 0:
-            self.problem(f"v{version}: negative balance {balance_after}")
-        if version <= self.last_version:
-            self.problem(f"v{version}: out of order after v{self.last_version}")
-        if ref in self.refs:
-            self.problem(f"v{version}: ref {ref!r} applied twice")
-        self.refs.add(ref)
+        refs = self.refs
+        if not (
+            sign is not None
+            and amount > 0
+            and balance_after >= 0
+            and balance_after == self.balance + sign * amount
+            and version > self.last_version
+            and ref not in refs
+        ):
+            # The slow path names every rule the transaction breaks.
+            if sign is None:
+                self.problem(f"v{version}: unknown transaction type {tx_type!r}")
+                return
+            if amount <= 0:
+                self.problem(f"v{version}: non-positive amount {amount}")
+            expected = self.balance + sign * amount
+            if balance_after != expected:
+                self.problem(f"v{version}: balance_after {balance_after} != expected {expected}")
+            if balance_after < 0:
+                self.problem(f"v{version}: negative balance {balance_after}")
+            if version <= self.last_version:
+                self.problem(f"v{version}: out of order after v{self.last_version}")
+            if ref in refs:
+                self.problem(f"v{version}: ref {ref!r} applied twice")
+        refs.add(ref)
         self.balance = balance_after
         self.transactions += 1
         self.last_version = version
-        if tx_type == DEBIT:
-            self.used_total += amount
-        elif tx_type == REFUND:
-            self.used_total -= amount
-        elif tx_type == PURCHASE:
-            self.purchased_total += amount
-        elif tx_type == REVERSAL:
-            self.purchased_total -= amount
-        elif tx_type == REINSTATEMENT:
-            self.purchased_total += amount
+        used = _USED.get(tx_type)
+        if used is not None:
+            self.used_total += used * amount
+        else:
+            self.purchased_total += _PURCHASED.get(tx_type, 0) * amount
 
 
 def replay_transactions(rows: Iterable[tuple[str, int, int, int, str]]) -> LedgerFold:
