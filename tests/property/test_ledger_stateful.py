@@ -21,7 +21,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from backline.adapters.msgspec_mapper import make_msgspec_mapper
 from backline.application.credits import CreditService
 from backline.application.store import EventStore
-from backline.domain.credits import SIGNS, TYPE_BY_TOPIC, InsufficientCredits, ledger_id
+from backline.domain.credits import (
+    SIGNS,
+    TYPE_BY_TOPIC,
+    CreditLedger,
+    InsufficientCredits,
+    ledger_id,
+)
 from backline.domain.errors import Conflict
 from backline.projections.credits import CreditHistoryProjection, CreditQueries, LedgerAuditor
 from backline.projections.db import ReadStore
@@ -176,6 +182,20 @@ class LedgerMachine(RuleBasedStateMachine):
         assert len(refs) == len(set(refs)), "a ref was applied twice"
         assert balance == self.balance
         assert self.credits.balance(self.account) == self.balance
+        # A full replay (no cache) equals the service's fast-forwarded cached ledger.
+        fresh = self.store.find(ledger_id(self.account), CreditLedger)
+        cached = self.credits.ledger_by_id(ledger_id(self.account))
+        if fresh is None:
+            assert cached is None
+        else:
+            assert cached is not None
+            assert (fresh.version, fresh.balance, fresh.refs, fresh.purchases, fresh.debits) == (
+                cached.version,
+                cached.balance,
+                cached.refs,
+                cached.purchases,
+                cached.debits,
+            )
 
 
 TestLedgerStateful = LedgerMachine.TestCase
