@@ -9,7 +9,7 @@
 * ``POST /api/mcp/upload/complete`` — same auth; ``sessionId``, ``fileName``,
   ``fileType``, ``type``.
 * ``GET /api/mcp/upload/status?sessionId=`` — which chunks arrived (to resume).
-* ``GET /api/files/{bucket}/{user_id}/{name}`` — the owner only (others: 404), or anyone
+* ``GET`` / ``HEAD /api/files/{bucket}/{user_id}/{name}`` — the owner only (others: 404), or anyone
   holding a signed, expiring URL for that path (``?expires=&signature=``, api/signing.py), with
   ``Content-Type``, ``Content-Length``, ``ETag`` (the SHA-256), ``If-None-Match`` and
   single ``Range`` requests, streamed from disk.
@@ -30,7 +30,7 @@ from uuid import UUID
 
 import anyio
 import msgspec
-from litestar import MediaType, Request, Response, Router, get, post
+from litestar import MediaType, Request, Response, Router, get, head, post
 from litestar.params import FromPath
 from litestar.response import Stream
 from multipart import MultipartSegment, ParserError, PushMultipartParser, parse_options_header
@@ -472,17 +472,10 @@ async def _file_body(path: Path, start: int, length: int) -> AsyncIterator[bytes
             yield block
 
 
-@get(
-    "/api/files/{bucket:str}/{user_id:str}/{name:str}",
-    tags=["Uploads"],
-    summary="Download one of your files",
-)
-async def get_file(
-    request: Request[Any, Any, Any],
-    bucket: FromPath[str],
-    user_id: FromPath[str],
-    name: FromPath[str],
-) -> Response[Any]:
+async def _owned_file(
+    request: Request[Any, Any, Any], bucket: str, user_id: str, name: str
+) -> tuple[Any, Path]:
+    """The file record and its local bytes, for its owner or a signed URL's holder."""
     path_only = f"/api/files/{bucket}/{user_id}/{name}"
     ref = parse_file_url(path_only)
     uploads = services(request).uploads
@@ -500,6 +493,21 @@ async def get_file(
     path = uploads.open_blob(f)
     if path is None or not path.exists():
         raise DomainError("The file's bytes are unavailable.", code="file_unavailable")
+    return f, path
+
+
+@get(
+    "/api/files/{bucket:str}/{user_id:str}/{name:str}",
+    tags=["Uploads"],
+    summary="Download one of your files",
+)
+async def get_file(
+    request: Request[Any, Any, Any],
+    bucket: FromPath[str],
+    user_id: FromPath[str],
+    name: FromPath[str],
+) -> Response[Any]:
+    f, path = await _owned_file(request, bucket, user_id, name)
     size = f.size
     etag = f'"{f.sha256}"'
     headers = {
@@ -541,6 +549,31 @@ async def get_file(
     )
 
 
+@head(
+    "/api/files/{bucket:str}/{user_id:str}/{name:str}",
+    tags=["Uploads"],
+    summary="Size, type and ETag of one of your files",
+)
+async def head_file(
+    request: Request[Any, Any, Any],
+    bucket: FromPath[str],
+    user_id: FromPath[str],
+    name: FromPath[str],
+) -> Response[None]:
+    f, _path = await _owned_file(request, bucket, user_id, name)
+    # Litestar cannot serialise an empty body under a non-JSON media type: headers only.
+    return Response(
+        content=None,
+        headers={
+            "Content-Type": f.content_type,
+            "ETag": f'"{f.sha256}"',
+            "Accept-Ranges": "bytes",
+            "Content-Length": str(f.size),
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
 # -- errors of this surface -------------------------------------------------------------
 
 
@@ -554,6 +587,6 @@ def _bad_token(request: Request[Any, Any, Any], exc: InvalidUploadToken) -> Resp
 
 ROUTES = Router(
     path="/",
-    route_handlers=[upload, upload_chunk, upload_complete, upload_status, get_file],
+    route_handlers=[upload, upload_chunk, upload_complete, upload_status, get_file, head_file],
     exception_handlers={PayloadTooLarge: _too_large, InvalidUploadToken: _bad_token},
 )

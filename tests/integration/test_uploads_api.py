@@ -94,6 +94,12 @@ def test_chunked_upload_out_of_order_resend_and_download(api: Api) -> None:
     assert got.headers["content-type"] == "audio/wav"
     assert got.headers["content-length"] == str(len(wav))
     etag = got.headers["etag"]
+    meta = api.client.head(body["fileUrl"], headers=h)
+    assert meta.status_code == 200
+    assert meta.content == b""
+    assert meta.headers["content-length"] == str(len(wav))
+    assert meta.headers["etag"] == etag
+    assert api.client.head(body["fileUrl"]).status_code == 401
     assert etag == f'"{hashlib.sha256(wav).hexdigest()}"'
     assert api.client.get(body["fileUrl"], headers={**h, "If-None-Match": etag}).status_code == 304
     part = api.client.get(body["fileUrl"], headers={**h, "Range": "bytes=100-199"})
