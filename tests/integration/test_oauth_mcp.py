@@ -604,15 +604,16 @@ def test_jsonrpc_garbage(h: Harness) -> None:
 
 def test_oversized_body_refused(h: Harness) -> None:
     _, tokens = h.full_flow()
-    big = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"a" * 1_100_000 + b'"}}'
-    r = h.client.post(
-        "/api/mcp",
-        content=big,
-        headers={
-            "Authorization": f"Bearer {tokens['access_token']}",
-            "Content-Type": "application/json",
-        },
-    )
+    headers = {
+        "Authorization": f"Bearer {tokens['access_token']}",
+        "Content-Type": "application/json",
+    }
+    # A base64 upload_file of a few MB fits (the endpoint allows 12 MiB) ...
+    fits = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"a" * 3_000_000 + b'"}}'
+    assert h.client.post("/api/mcp", content=fits, headers=headers).status_code == 200
+    # ... anything larger is refused before it is read.
+    big = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"a" * 13_000_000 + b'"}}'
+    r = h.client.post("/api/mcp", content=big, headers=headers)
     assert r.status_code == 413
 
 

@@ -154,7 +154,17 @@ def _call_tool(t: Tool[Any, Any], ctx: ToolContext, arguments: dict[str, Any]) -
     return t.handler(ctx, args)
 
 
-@route("/api/mcp", http_method=["GET", "POST", "DELETE"], tags=["MCP"], summary="MCP endpoint")
+# upload_file carries up to 8 MiB of base64 (about 10.7 MiB of JSON); everything else is small.
+MCP_MAX_BODY_BYTES = 12 * 1024 * 1024
+
+
+@route(
+    "/api/mcp",
+    http_method=["GET", "POST", "DELETE"],
+    tags=["MCP"],
+    summary="MCP endpoint",
+    request_max_body_size=MCP_MAX_BODY_BYTES,
+)
 async def mcp_endpoint(request: Request[Any, Any, Any]) -> Response[Any]:
     config = api_config(request)
     if request.method != "POST":
