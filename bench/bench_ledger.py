@@ -30,25 +30,44 @@ from bench.common import fresh_pg, rate_line, ratio_line, settings_env, timed
 AUDIT_TARGET = 100_000
 
 
-def bench_debits(c: Container, debits: int, threads: int) -> None:
+def bench_debits(c: Container, debits: int, threads: int, rounds: int = 10) -> None:
     print(f"\n(a) debits through the use case on PostgreSQL, {debits} debits of 1 credit")
-    accounts = [uuid.uuid4() for _ in range(threads)]
+    accounts = [uuid.uuid4() for _ in range(threads + 1)]
     for a in accounts:
         c.credits.grant(a, 10 * debits, "bench:seed")
+    baseline_ledger = c.credits.load_ledger(accounts[-1])
+    per_round = max(1, debits // rounds)
+    ours_secs = base_secs = 0.0
+    done = 0
+    # Interleaved rounds, so a load change on the machine hits both sides alike.
+    for r in range(rounds):
 
-    def one_thread(a: uuid.UUID, n: int, offset: int) -> None:
-        for i in range(n):
-            c.credits.debit(a, 1, f"release:{offset + i}")
+        def use_case(r: int = r) -> None:
+            for i in range(per_round):
+                c.credits.debit(accounts[0], 1, f"release:{r}:{i}")
 
-    secs, _ = timed(lambda: one_thread(accounts[0], debits, 0))
-    single = rate_line("CreditService.debit, 1 thread (load+check+save)", debits, secs, "debit/s")
+        def append_only(r: int = r) -> None:
+            for i in range(per_round):
+                baseline_ledger.debit(1, f"baseline:{r}:{i}")
+                c.store.save_all(baseline_ledger)
+
+        ours_secs += timed(use_case)[0]
+        base_secs += timed(append_only)[0]
+        done += per_round
+    ours = rate_line("CreditService.debit, 1 thread (load+check+save)", done, ours_secs, "debit/s")
+    base = rate_line("baseline: save one debit event, ledger in memory", done, base_secs, "debit/s")
+    ratio_line("use case / append-only save (interleaved)", ours, base)
 
     per = debits // threads
 
+    def one_thread(a: uuid.UUID, offset: int) -> None:
+        for i in range(per):
+            c.credits.debit(a, 1, f"parallel:{offset + i}")
+
     def parallel() -> None:
         ts = [
-            threading.Thread(target=one_thread, args=(a, per, 10 * debits + i * per))
-            for i, a in enumerate(accounts)
+            threading.Thread(target=one_thread, args=(a, i * per))
+            for i, a in enumerate(accounts[:threads])
         ]
         for t in ts:
             t.start()
@@ -57,17 +76,6 @@ def bench_debits(c: Container, debits: int, threads: int) -> None:
 
     secs, _ = timed(parallel)
     rate_line(f"CreditService.debit, {threads} threads, one ledger each", per * threads, secs)
-
-    ledger = c.credits.load_ledger(accounts[0])
-
-    def append_only() -> None:
-        for i in range(debits):
-            ledger.debit(1, f"baseline:{i}")
-            c.store.save_all(ledger)
-
-    secs, _ = timed(append_only)
-    base = rate_line("baseline: save one debit event, ledger in memory", debits, secs, "debit/s")
-    ratio_line("use case / append-only save", single, base)
 
 
 def build_history(c: Container, events: int, per_ledger: int, chunk: int = 20_000) -> int:
