@@ -111,7 +111,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             # Delivery and read models catch up after the timed window (see the docstring).
             "BACKLINE_DELIVERY_WORKER_IN_PROCESS": "1" if args.with_worker else "0",
             "BACKLINE_PROJECTIONS_IN_PROCESS": "1" if args.with_worker else "0",
+            "BACKLINE_AUTORELOAD_IN_PROCESS": "1" if args.with_worker else "0",
         }
         print("  setting up accounts, uploads and tokens ...")
         bodies = setup_accounts(env, public, args.accounts, per_account)
@@ -330,8 +331,11 @@ def main(argv: list[str] | None = None) -> None:
             stop(baseline)
 
         log = Path(tmp) / "server.log"
+        cmd = os.environ.get("BENCH_SERVER_CMD")
         server = start(
-            [
+            [sys.executable, cmd]
+            if cmd
+            else [
                 sys.executable,
                 "-m",
                 "backline.infra.cli",
@@ -343,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--workers",
                 str(args.workers),
             ],
-            env,
+            {**env, "PORT": str(port)},
             log,
         )
         try:
@@ -356,7 +360,16 @@ def main(argv: list[str] | None = None) -> None:
                 "POST /api/mcp/submit (validate, assign, bill, 1 txn)", n, secs, lat, failed
             )
         finally:
+            trigger = os.environ.get("PROF_OUT")
+            if trigger:
+                Path(trigger + ".go").touch()
+                while not Path(trigger + ".done").exists():
+                    time.sleep(0.2)
             stop(server)
+            if os.environ.get("BENCH_KEEP_LOG"):
+                import shutil
+
+                shutil.copy(log, os.environ["BENCH_KEEP_LOG"])
         ratio_line("submissions vs bare insert", ours, base_rate, TARGET)
         check_billing(env, n)
 

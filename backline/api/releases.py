@@ -9,10 +9,13 @@ is a 404. Submit is rate limited per account: ``429`` with ``retryAfterSeconds``
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
 import msgspec
+from limits import RateLimitItem, parse
+from limits.strategies import FixedWindowRateLimiter
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.params import FromPath, FromQuery
 
@@ -239,12 +242,18 @@ def submit_output(r: SubmitResult) -> SubmitOutput:
 
 
 def check_submit_rate(svc: Services, account_id: UUID) -> None:
-    enforce(
-        svc.rate_limits,
-        svc.releases.policy.submit_rate_limit,
-        "release_submit",
-        f"acct:{account_id}",
-    )
+    """Count one submission against the account's budget (one storage round trip when
+    allowed; the window is read only to say how long to wait when refused)."""
+    limit = svc.releases.policy.submit_rate_limit
+    item = _limit_item(limit)
+    if FixedWindowRateLimiter(svc.rate_limits).hit(item, "release_submit", f"acct:{account_id}"):
+        return
+    enforce(svc.rate_limits, limit, "release_submit", f"acct:{account_id}")
+
+
+@lru_cache(maxsize=16)
+def _limit_item(limit: str) -> RateLimitItem:
+    return parse(limit)
 
 
 def submit_body(
@@ -487,18 +496,21 @@ class ReleasesController(Controller):
         status_code=200,
     )
     async def submit(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        principal = await in_thread(_bearer, request)
         args = _decode(await request.body(), SubmitInput)
         svc = services(request)
-        try:
-            out = await in_thread(
-                submit_body,
+
+        def run() -> SubmitOutput:
+            principal = _bearer(request)  # one thread hop for auth and the command
+            return submit_body(
                 svc,
                 principal.account_id,
                 args,
                 _provenance(request, args),
                 request.headers.get("idempotency-key"),
             )
+
+        try:
+            out = await in_thread(run)
         except RateLimited as e:
             retry = e.retry_after_seconds
             body = {

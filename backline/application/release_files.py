@@ -10,9 +10,11 @@ the ``AiDetected`` event on the stored file (run here first when it never ran).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 from uuid import UUID
 
+from backline.application.releases import load_fresh, load_fresh_many
 from backline.application.uploads import UploadService, blob_key
 from backline.domain.errors import DomainError
 from backline.domain.releases import FileFacts
@@ -48,15 +50,38 @@ class UploadedReleaseFiles:
         self.uploads = uploads
 
     def _file(self, account_id: UUID, url: str) -> StoredFile | None:
+        """The caller's stored file (None when missing, malformed or someone else's)."""
         try:
-            return self.uploads.get_file(parse_file_url(url), account_id)
+            ref = parse_file_url(url)
         except DomainError:
             return None
+        f = load_fresh(self.uploads.store, ref.id, StoredFile)
+        return f if f is not None and f.owner_id == account_id else None
+
+    def facts_many(
+        self, account_id: UUID, urls: Sequence[str], also: Sequence[UUID] = ()
+    ) -> tuple[dict[str, FileFacts | None], dict[UUID, Any]]:
+        ids: dict[str, UUID] = {}
+        for url in urls:
+            try:
+                ids[url] = parse_file_url(url).id
+            except DomainError:
+                continue
+        loaded = load_fresh_many(self.uploads.store, [*ids.values(), *also])
+        facts: dict[str, FileFacts | None] = {}
+        for url in urls:
+            f = loaded.get(ids[url]) if url in ids else None
+            if isinstance(f, StoredFile) and f.owner_id == account_id:
+                facts[url] = self._facts_of(f)
+            else:
+                facts[url] = None
+        return facts, {i: loaded.get(i) for i in also}
 
     def facts(self, account_id: UUID, url: str) -> FileFacts | None:
         f = self._file(account_id, url)
-        if f is None:
-            return None
+        return self._facts_of(f) if f is not None else None
+
+    def _facts_of(self, f: StoredFile) -> FileFacts:
         d = f.detection
         return FileFacts(
             url=f.ref.url,

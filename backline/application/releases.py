@@ -21,10 +21,14 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol, TypeVar, cast
 from uuid import UUID, uuid4
 
 import structlog
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresAggregateRecorder
+from psycopg.sql import SQL, Identifier
 
 from backline.application.credits import CreditService
 from backline.application.ports import Clock, SystemClock
@@ -80,6 +84,12 @@ class ReleaseFiles(Protocol):
         self, account_id: UUID, url: str, *, release_id: UUID, track_index: int
     ) -> FileFacts | None:
         """Facts after running AI detection if it never ran for this file."""
+        ...
+
+    def facts_many(
+        self, account_id: UUID, urls: Sequence[str], also: Sequence[UUID] = ()
+    ) -> tuple[dict[str, FileFacts | None], dict[UUID, Any]]:
+        """Facts of several files, and the aggregates ``also`` names, in one read."""
         ...
 
     def open(self, owner_id: UUID, url: str) -> BinaryIO:
@@ -213,6 +223,61 @@ class _Identifiers:
     aggregates: list[Any] = field(default_factory=list)
 
 
+A = TypeVar("A", bound=Aggregate)
+
+
+def load_fresh(store: EventStore, aggregate_id: UUID, cls: type[A]) -> A | None:
+    """Replay a small aggregate straight from its events (no repository cache).
+
+    The repository's cache deep-copies every aggregate it hands out; for the small,
+    rarely-changing aggregates read on the submission path (indexes, claims, stored
+    files) decoding their few events is several times cheaper than that copy.
+    """
+    aggregate: Any = None
+    for e in store.repository.event_store.get(aggregate_id):
+        aggregate = cast(Any, e).mutate(aggregate)
+    return aggregate if isinstance(aggregate, cls) else None
+
+
+def load_fresh_many(store: EventStore, ids: Sequence[UUID]) -> dict[UUID, Any]:
+    """Replay several small aggregates at once (one query on PostgreSQL)."""
+    unique = list(dict.fromkeys(ids))
+    recorder: Any = store.recorder
+    rows: list[StoredEvent] | None = None
+    if len(unique) > 1 and isinstance(recorder, PostgresAggregateRecorder):
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(
+            schema=Identifier(recorder.datastore.schema),
+            table=Identifier(recorder.events_table_name),
+        )
+        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(statement, (unique,), prepare=True)
+            rows = [
+                StoredEvent(
+                    originator_id=r["originator_id"],
+                    originator_version=r["originator_version"],
+                    topic=r["topic"],
+                    state=bytes(r["state"]),
+                )
+                for r in curs.fetchall()
+            ]
+    out: dict[UUID, Any] = {}
+    if rows is None:
+        for aggregate_id in unique:
+            found = load_fresh(store, aggregate_id, Aggregate)
+            if found is not None:
+                out[aggregate_id] = found
+        return out
+    mapper = store.mapper
+    for row in rows:
+        event = mapper.to_domain_event(row)
+        key = event.originator_id
+        out[key] = cast(Any, event).mutate(out.get(key))
+    return out
+
+
 def _clean_id(value: object, field_name: str) -> str | None:
     if value is None or value == "":
         return None
@@ -268,8 +333,8 @@ class ReleaseService:
         return job
 
     def _by_conversation(self, account_id: UUID, conversation_id: str) -> Release | None:
-        index = self.store.find(
-            conversation_index_id(account_id, conversation_id), ConversationIndex
+        index = load_fresh(
+            self.store, conversation_index_id(account_id, conversation_id), ConversationIndex
         )
         if index is None:
             return None
@@ -281,12 +346,22 @@ class ReleaseService:
         release_id: UUID | None,
         conversation_id: str | None,
         provenance: str,
+        prefetched: dict[UUID, Any] | None = None,
     ) -> tuple[Release, list[Any]]:
         """The release addressed (or a new one) and the new index aggregates to save."""
         if release_id is not None:
             return self.get_owned(account_id, release_id), []
         if conversation_id is not None:
-            found = self._by_conversation(account_id, conversation_id)
+            index_id = conversation_index_id(account_id, conversation_id)
+            if prefetched is not None and index_id in prefetched:
+                index = prefetched[index_id]
+                found = (
+                    self.store.find(index.release_id, Release)
+                    if isinstance(index, ConversationIndex)
+                    else None
+                )
+            else:
+                found = self._by_conversation(account_id, conversation_id)
             if found is not None:
                 return found, []
             release = Release(
@@ -374,11 +449,15 @@ class ReleaseService:
         refs: Sequence[tuple[str, str, str]],
         release_id: UUID,
         cache: dict[str, FileFacts | None],
+        prefetched: Mapping[str, FileFacts | None] | None = None,
     ) -> dict[str, FileFacts | None]:
         for field_name, kind, url in refs:
             if url in cache:
                 continue
-            facts = self.files.facts(account_id, url)
+            if prefetched is not None and url in prefetched:
+                facts = prefetched[url]
+            else:
+                facts = self.files.facts(account_id, url)
             if (
                 facts is not None
                 and kind == "audio"
@@ -419,11 +498,27 @@ class ReleaseService:
         cache: dict[str, FileFacts | None] = {}
         reloaded = False
 
-        def replayed_by_key() -> Release | None:
-            if key is None:
+        key_index_id = idempotency_index_id(account_id, key) if key is not None else None
+        conv_index_id = (
+            conversation_index_id(account_id, conversation_id)
+            if conversation_id is not None and release_id is None
+            else None
+        )
+        body_urls = [
+            url
+            for _, _, url in urls_of(
+                release_delta if isinstance(release_delta, dict) else {},
+                [t for t in tracks_delta if isinstance(t, dict)]
+                if isinstance(tracks_delta, list)
+                else [],
+            )
+        ]
+
+        def replayed_by_key(prefetched: dict[UUID, Any]) -> Release | None:
+            if key_index_id is None:
                 return None
-            index = self.store.find(idempotency_index_id(account_id, key), IdempotencyIndex)
-            if index is None:
+            index = prefetched.get(key_index_id)
+            if not isinstance(index, IdempotencyIndex):
                 return None
             return self.store.find(index.release_id, Release)
 
@@ -432,17 +527,24 @@ class ReleaseService:
         def attempt() -> SubmitResult:
             nonlocal attempts
             attempts += 1
-            earlier = replayed_by_key()
+            # One read for the indexes and the files the body names (facts are cached
+            # across retries: a stored file only ever gains its AI detection).
+            also = [i for i in (key_index_id, conv_index_id) if i is not None]
+            todo = [u for u in body_urls if u not in cache]
+            prefetched_files, prefetched = self.files.facts_many(account_id, todo, also)
+            earlier = replayed_by_key(prefetched)
             if earlier is not None and earlier.submitted:
                 return self._replay(earlier)
-            release, indexes = self._locate(account_id, release_id, conversation_id, provenance)
+            release, indexes = self._locate(
+                account_id, release_id, conversation_id, provenance, prefetched
+            )
             if release.submitted:
                 return self._replay(release)
             merged = merge_draft(
                 release.draft, mode="delta", release=release_delta, tracks=tracks_delta
             )
             refs = urls_of(merged.release, merged.tracks)
-            files = self._file_facts(account_id, refs, release.id, cache)
+            files = self._file_facts(account_id, refs, release.id, cache, prefetched_files)
             validated = validate_submission(
                 merged.release,
                 merged.tracks,
@@ -588,7 +690,7 @@ class ReleaseService:
             cid = claim_id(kind, value)
             if cid in claimed:
                 return
-            existing = self.store.find(cid, IdentifierClaim)
+            existing = load_fresh(self.store, cid, IdentifierClaim)
             if existing is not None:
                 existing.ensure_usable_by(account_id, release_id, field_name)
                 return
@@ -602,7 +704,7 @@ class ReleaseService:
                 cid = claim_id(kind, value)
                 if cid in claimed:
                     continue
-                if lease.careful and self.store.find(cid, IdentifierClaim) is not None:
+                if lease.careful and load_fresh(self.store, cid, IdentifierClaim) is not None:
                     lease.burnt.append((kind, scope, n))  # claimed by a given identifier
                     continue
                 claim(kind, value, True)
