@@ -26,7 +26,7 @@ from eventsourcing.persistence import IntegrityError
 
 from backline.application.store import CommandConflict, EventStore
 from backline.domain.billing import PaymentIndex, payment_index_id
-from backline.domain.credits import CreditLedger, ledger_id
+from backline.domain.credits import CreditLedger, InsufficientCredits, ledger_id
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -71,15 +71,21 @@ class CreditService:
         """The stored ledger with this id (cached, fast-forwarded), or None."""
         return self._current(lid)
 
-    def _current(self, lid: UUID) -> CreditLedger | None:
+    def _current(self, lid: UUID, *, trust_cache: bool = False) -> CreditLedger | None:
         """The stored ledger, from a per-process cache fast-forwarded from the store.
 
         Replaying a long ledger on every command costs O(history); the cache keeps the
         last state seen and only reads the events recorded after it (by any process),
         so the result is always the committed state. Callers get a private copy.
+
+        ``trust_cache`` skips the fast-forward read: for a command's first attempt only.
+        Deciding on a stale state is safe there, because its save then collides with the
+        newer event in the store (optimistic concurrency) and the retry reads fresh.
         """
         with self._cache_lock:
             cached = self._cache.get(lid)
+        if cached is not None and trust_cache:
+            return cached.clone()
         if cached is None:
             ledger = self.store.find(lid, CreditLedger)
             if ledger is None:
@@ -99,6 +105,16 @@ class CreditService:
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return ledger
+
+    def _remember(self, ledger: CreditLedger) -> None:
+        """Cache a ledger this service has just saved (no pending events left)."""
+        if ledger.pending_events:
+            return
+        with self._cache_lock:
+            current = self._cache.get(ledger.id)
+            if current is None or current.version < ledger.version:
+                self._cache[ledger.id] = ledger.clone()
+                self._cache.move_to_end(ledger.id)
 
     # -- retry ------------------------------------------------------------------------------
 
@@ -123,10 +139,28 @@ class CreditService:
     def debit(
         self, account_id: UUID, credits: int, ref: str, *, details: dict[str, str] | None = None
     ) -> LedgerResult:
+        lid = ledger_id(account_id)
+        first = [True]
+
         def attempt() -> LedgerResult:
-            ledger = self.load_ledger(account_id)
-            applied = ledger.debit(credits, ref, details=details)
+            # The first attempt decides on the cached ledger without reading the store
+            # (a stale one makes the save collide and the retry reads fresh); a refusal
+            # for lack of credits is only given on fresh state.
+            trust, first[0] = first[0], False
+            ledger = self._current(lid, trust_cache=trust) or CreditLedger(account_id=account_id)
+            try:
+                applied = ledger.debit(credits, ref, details=details)
+            except InsufficientCredits:
+                if not trust:
+                    raise
+                ledger = self._current(lid) or CreditLedger(account_id=account_id)
+                applied = ledger.debit(credits, ref, details=details)
+            if not applied and trust:
+                # "Already applied" is final (a ref never leaves a ledger); report the
+                # current balance, not the cached one.
+                return LedgerResult(False, self.balance(account_id), 0, ref)
             position = self.store.save_all(ledger) if applied else 0
+            self._remember(ledger)
             return LedgerResult(applied, ledger.balance, position, ref)
 
         return self.retry(account_id, attempt)

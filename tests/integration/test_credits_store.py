@@ -385,3 +385,31 @@ def test_audit_compares_exactly_the_projected_prefix_of_the_log(container: Conta
     c.runner.catch_up()
     assert auditor.audit(a).events == 2
     assert auditor.audit().events == 3
+
+
+def test_debits_deciding_on_a_stale_cache_still_get_it_right(
+    database_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import make_settings
+
+    a_side = Container.build(make_settings(database_url, tmp_path / "a"))
+    b_side = Container.build(make_settings(database_url, tmp_path / "b"))
+    try:
+        account = new_account(a_side)
+        a_side.credits.grant(account, 5, "promo:1")
+        assert a_side.credits.debit(account, 1, "release:a0").balance == 4  # A caches v3
+        b_side.credits.debit(account, 4, "release:b1")  # actual balance 0; A's cache says 4
+        with pytest.raises(InsufficientCredits) as e:
+            a_side.credits.debit(account, 2, "release:a1")
+        assert e.value.details == {"needed": 2, "available": 0}
+        b_side.credits.grant(account, 10, "promo:2")  # actual 10; A's cache says 0
+        assert a_side.credits.debit(account, 3, "release:a2").balance == 7
+        b_side.credits.debit(account, 1, "release:b2")  # actual 6; A doesn't know b2
+        dup = a_side.credits.debit(account, 1, "release:b2")
+        assert (dup.applied, dup.balance) == (False, 6)
+        c = a_side
+        c.runner.catch_up()
+        assert LedgerAuditor(c.store, c.read).audit().ok
+    finally:
+        a_side.close()
+        b_side.close()
