@@ -115,6 +115,8 @@ class CreditService:
             if current is None or current.version < ledger.version:
                 self._cache[ledger.id] = ledger.clone()
                 self._cache.move_to_end(ledger.id)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
 
     # -- retry ------------------------------------------------------------------------------
 
