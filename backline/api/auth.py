@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
+import structlog
 from litestar import Request
 
 from backline.api.deps import ApiConfig, Services
@@ -148,6 +149,11 @@ def resolve_principal(request: Request[Any, Any, Any]) -> Principal | None:
     else:
         principal = token_principal(svc, config, token)
     state[_CACHE] = principal
+    if principal is not None:
+        # Every later log line of this request names who it acts for (never a secret).
+        structlog.contextvars.bind_contextvars(
+            principal=str(principal.account_id), auth=principal.via
+        )
     return principal
 
 

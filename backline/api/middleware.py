@@ -50,12 +50,14 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            principal = scope.get("state", {}).get("principal")
             log.info(
                 "http_request",
                 method=scope.get("method"),
                 path=scope.get("path"),
                 status=status_holder.get("status"),
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                principal=str(principal.account_id) if principal is not None else None,
             )
 
 

@@ -67,6 +67,9 @@ def test_browser_flow_against_real_server(server: ServerProcess) -> None:
     requests = [entry for entry in lines if entry.get("event") == "http_request"]
     assert requests
     assert all(entry.get("request_id") for entry in requests)
+    profile_reads = [e for e in requests if e["path"] == "/api/profile" and e["status"] == 200]
+    assert profile_reads
+    assert all(e["principal"] == profile["id"] for e in profile_reads)
     assert PASSWORD not in server.logs()
 
 
