@@ -324,13 +324,16 @@ def _row(svc: Services, account_id: UUID, release_id: FromPath[str]) -> dict[str
 def metadata_body(svc: Services, account_id: UUID, release_id: FromPath[str]) -> MetadataOutput:
     row = _row(svc, account_id, release_id)
     meta = row["metadata"] or {}
+    tracks = meta.get("tracks") or []
+    if row["state"] == "draft" and tracks:
+        tracks = svc.releases.with_detections(account_id, tracks)
     return MetadataOutput(
         releaseId=row["release_id"],
         source="draft" if row["state"] == "draft" else "submitted",
         state=row["state"],
         status=row["status"],
         release=meta.get("release") or {},
-        tracks=meta.get("tracks") or [],
+        tracks=tracks,
         uploadRequests=meta.get("uploadRequests"),
         draftVersion=int(row["draft_count"]),
         conversationId=row["conversation_id"],

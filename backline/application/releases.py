@@ -402,6 +402,32 @@ class ReleaseService:
 
         return retrying(attempt)
 
+    def with_detections(
+        self, account_id: UUID, tracks: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Draft tracks with the AI-detection result of their audio written in.
+
+        ``detect_audio_ai`` records its result on the uploaded file (with the ``trackIndex``
+        it was given); a draft track shows the result of the file it points to, whatever
+        order the agent uploaded, detected and drafted in.
+        """
+        urls = [str(t["audio_file_url"]) for t in tracks if t.get("audio_file_url")]
+        facts, _ = self.files.facts_many(account_id, urls) if urls else ({}, {})
+        out: list[dict[str, Any]] = []
+        for t in tracks:
+            track = dict(t)
+            f = facts.get(str(t.get("audio_file_url") or ""))
+            if f is not None and f.kind == "audio" and f.detection_status is not None:
+                track["aiDetection"] = {
+                    "status": f.detection_status,
+                    "containsAi": f.contains_ai,
+                    "predictedModel": f.predicted_model,
+                    "provider": f.detection_provider,
+                    "model": f.detection_model,
+                }
+            out.append(track)
+        return out
+
     def draft_history(self, account_id: UUID, release_id: UUID) -> list[dict[str, Any]]:
         """Every saved snapshot of a draft, oldest first (read from the events)."""
         self.get_owned(account_id, release_id)

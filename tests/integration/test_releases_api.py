@@ -60,6 +60,9 @@ def test_drafts_submit_and_queries_over_rest_and_mcp(api: Api) -> None:
     assert [t["title"] for t in d3["tracks"]] == ["One", "Two"]
     meta = api.tool("get_release_metadata", {"releaseId": rid}, h)
     assert (meta["source"], meta["draftVersion"]) == ("draft", 3)
+    # detect_audio_ai's result is written into the draft track that uses the file.
+    assert meta["tracks"][1]["aiDetection"]["containsAi"] is True
+    assert "aiDetection" not in meta["tracks"][0]  # never detected yet
     history = api.client.get(f"/api/mcp/releases/{rid}/drafts", headers=h).json()
     assert len(history["snapshots"]) == 3
 
