@@ -11,7 +11,6 @@ lets only one writer record it.
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Protocol
 
 import structlog
@@ -19,6 +18,7 @@ from eventsourcing.utils import get_topic
 
 from backline.application.billing import BillingService
 from backline.application.store import EventStore
+from backline.application.worker import PollingWorker
 from backline.domain.credits import CreditLedger
 from backline.domain.pricing import MAX_RELOAD_THRESHOLD
 
@@ -31,7 +31,7 @@ class PositionStore(Protocol):
     def set_position(self, name: str, position: int) -> None: ...
 
 
-class AutoReloadManager:
+class AutoReloadManager(PollingWorker):
     name = "autoreload"
     lowering = (CreditLedger.Debited, CreditLedger.Reversed)
 
@@ -44,16 +44,12 @@ class AutoReloadManager:
         batch_size: int = 200,
         poll_interval: float = 0.5,
     ) -> None:
+        super().__init__(store, poll_interval=poll_interval)
         self.store = store
         self.billing = billing
         self.positions = positions
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
         self.topics = [get_topic(c) for c in self.lowering]
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        store.add_listener(lambda _pos: self._wake.set())
 
     def process_batch(self) -> int:
         """Handle the next batch; return how many notifications were read."""
@@ -94,29 +90,5 @@ class AutoReloadManager:
                 return total
             total += done
 
-    def run_forever(self, stop: threading.Event | None = None) -> None:
-        stop_event = stop or self._stop
-        while not stop_event.is_set():
-            try:
-                progressed = self.process_batch()
-            except Exception:
-                log.exception("autoreload_batch_failed")
-                progressed = 0
-                stop_event.wait(1.0)
-            if not progressed:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run_forever, name="autoreload", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+    def step(self) -> int:
+        return self.process_batch()

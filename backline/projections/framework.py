@@ -24,6 +24,7 @@ import structlog
 from eventsourcing.utils import get_topic
 
 from backline.application.store import EventStore
+from backline.application.worker import PollingWorker
 from backline.projections.db import Column, ReadStore, Table, Tx
 
 log = structlog.get_logger(__name__)
@@ -193,8 +194,10 @@ class ProjectionStatus:
     stored_version: int | None
 
 
-class ProjectionRunner:
+class ProjectionRunner(PollingWorker):
     """Keeps projections up to date with the event store."""
+
+    name = "projections"
 
     def __init__(
         self,
@@ -211,13 +214,9 @@ class ProjectionRunner:
         self.projections = {p.name: p for p in projections}
         self.batch_size = batch_size
         self.rebuild_batch_size = rebuild_batch_size
-        self.poll_interval = poll_interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
+        super().__init__(store, poll_interval=poll_interval)
         self._progress = threading.Condition()
-        self._thread: threading.Thread | None = None
         self.before_commit: Callable[[str, int], None] | None = None  # fault-injection hook
-        store.add_listener(lambda _pos: self._wake.set())
 
     # -- schema --------------------------------------------------------------------
 
@@ -440,32 +439,8 @@ class ProjectionRunner:
 
     # -- background loop ----------------------------------------------------------------
 
-    def run_forever(self, stop: threading.Event | None = None) -> None:
-        stop_event = stop or self._stop
-        while not stop_event.is_set():
-            try:
-                progressed = sum(abs(self.process_batch(n)) for n in self.projections)
-            except Exception:
-                log.exception("projection_batch_failed")
-                progressed = 0
-                stop_event.wait(1.0)
-            if not progressed:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run_forever, name="projections", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+    def step(self) -> int:
+        return sum(abs(self.process_batch(n)) for n in self.projections)
 
 
 def _now(tx: Tx) -> Any:
