@@ -380,3 +380,34 @@ def test_takedown_and_metadata_update_of_a_live_release(c: Container) -> None:
     with pytest.raises(Conflict):
         c.releases.takedown(a.id, r.release_id)
     assert a.balance() == 9  # updates and takedowns cost nothing
+
+
+def test_configured_xsd_that_rejects_the_message_fails_the_job(tmp_path: Path) -> None:
+    pytest.importorskip("lxml")
+    xsd_dir = tmp_path / "xsd"
+    xsd_dir.mkdir()
+    (xsd_dir / "release-notification.xsd").write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+        'targetNamespace="http://ddex.net/xml/ern/43">'
+        '<xs:element name="NewReleaseMessage"><xs:complexType><xs:sequence>'
+        '<xs:element name="SomethingWeNeverSend" form="unqualified" type="xs:string"/>'
+        '</xs:sequence><xs:anyAttribute processContents="skip"/></xs:complexType>'
+        "</xs:element></xs:schema>"
+    )
+    c = build(
+        f"sqlite:///{tmp_path / 'b.db'}",
+        tmp_path / "data",
+        BACKLINE_DDEX_XSD_DIR=str(xsd_dir),
+        BACKLINE_RELEASE_STORES="spotify",
+    )
+    try:
+        a = Artist(c, "ada@example.com")
+        r = c.releases.submit(a.id, {"release": a.release(), "tracks": [a.track(a.human)]})
+        row = drive_delivery(c, r.job_id, ("failed",))
+        assert "ERN invalid" in row["error"]
+        assert "SomethingWeNeverSend" in row["error"]
+        assert row["stores"]["spotify"]["attempts"] == 1  # not retried: the message is wrong
+        assert c.delivery.simulator.deliveries() == []
+        assert a.balance() == 10  # nothing reached any store: refunded
+    finally:
+        c.close()

@@ -203,3 +203,42 @@ def test_iso_durations() -> None:
 def test_xsd_validation_needs_the_configured_schema(tmp_path: Path) -> None:
     with pytest.raises(ErnInvalid, match=r"release-notification\.xsd"):
         validate_xsd(build_new_release_message(CTX, RELEASE, TRACKS), tmp_path)
+
+
+MINI_XSD = """<?xml version="1.0" encoding="UTF-8"?>
+<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"
+           xmlns:ern="http://ddex.net/xml/ern/43"
+           targetNamespace="http://ddex.net/xml/ern/43"
+           elementFormDefault="unqualified">
+  <xs:element name="NewReleaseMessage">
+    <xs:complexType>
+      <xs:sequence>
+        <xs:element name="MessageHeader">
+          <xs:complexType>
+            <xs:sequence>
+              <xs:element name="MessageThreadId" type="xs:string"/>
+              <xs:element name="MessageId" type="xs:string"/>
+              <xs:any minOccurs="0" maxOccurs="unbounded" processContents="skip"/>
+            </xs:sequence>
+          </xs:complexType>
+        </xs:element>
+        <xs:any minOccurs="0" maxOccurs="unbounded" processContents="skip"/>
+      </xs:sequence>
+      <xs:attribute name="AvsVersionId" type="xs:string" use="required"/>
+      <xs:anyAttribute processContents="skip"/>
+    </xs:complexType>
+  </xs:element>
+</xs:schema>
+"""
+
+
+def test_xsd_validation_runs_against_the_configured_schema(tmp_path: Path) -> None:
+    """The mechanism, with a small stand-in schema (the official one cannot be fetched)."""
+    pytest.importorskip("lxml")
+    (tmp_path / "release-notification.xsd").write_text(MINI_XSD)
+    xml = build_new_release_message(CTX, RELEASE, TRACKS)
+    validate_xsd(xml, tmp_path)
+    broken = xml.replace(b"<MessageThreadId>job-1</MessageThreadId>", b"")
+    with pytest.raises(ErnInvalid) as e:
+        validate_xsd(broken, tmp_path)
+    assert "MessageThreadId" in " ".join(e.value.problems)
