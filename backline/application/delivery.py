@@ -240,28 +240,37 @@ class DeliveryWorker:
     def _load(self, job_id: UUID) -> ProcessingJob:
         return self.store.get(job_id, ProcessingJob, what="job")
 
-    def _mutate(self, job_id: UUID, change: Callable[[ProcessingJob, datetime], bool]) -> bool:
-        """Reload, check the lease, apply ``change``; save. False when the lease is lost."""
+    def _mutate(
+        self, job_id: UUID, change: Callable[[ProcessingJob, datetime], bool]
+    ) -> bool | None:
+        """Reload, hold the lease, apply ``change`` and save.
+
+        Returns ``None`` when another worker holds the lease (nothing done), else what
+        ``change`` returned (``False``: the job had moved on, nothing of ours applied).
+        """
         lock = self._job_locks.setdefault(job_id, threading.Lock())
         with lock:
             for _ in range(5):
                 job = self._load(job_id)
                 now = self.clock.now()
+                if job.finished:
+                    return False
                 if not job.holds_lease(self.worker_id, now):
                     try:
                         job.claim(self.worker_id, now, self._lease())
                     except (LeaseHeld, Conflict):
-                        return False
+                        return None
                 elif job.lease_until is not None and job.lease_until - now < self._lease() / 2:
                     job.claim(self.worker_id, now, self._lease())
-                if not change(job, now) and not job.pending_events:
-                    return True
+                applied = change(job, now)
+                if not job.pending_events:
+                    return applied
                 try:
                     self.store.save_all(job)
-                    return True
+                    return applied
                 except IntegrityError:
                     continue
-        return False
+        return None
 
     def process(self, job_id: UUID) -> None:
         job = self._load(job_id)
@@ -270,7 +279,7 @@ class DeliveryWorker:
             self._forget(job)
             return
         now = self.clock.now()
-        if not self._mutate(job_id, lambda j, n: False):  # take or renew the lease
+        if self._mutate(job_id, lambda j, n: False) is None:  # take or renew the lease
             return
         job = self._load(job_id)
         clock = time.monotonic()
