@@ -361,6 +361,11 @@ from backline.infra.cli_agent import register as _register_agent  # noqa: E402
 
 _register_agent(main)
 
+# -- releases (issue 6): the delivery worker, job status -----------------------------------
+from backline.infra.cli_releases import register as _register_releases  # noqa: E402
+
+_register_releases(main)
+
 
 if __name__ == "__main__":
     main()

@@ -48,9 +48,10 @@ def worker_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str
     return env
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log: Path, *, cli: bool = False) -> subprocess.Popen[bytes]:
+    cmd = ["backline.infra.cli", "releases", "worker"] if cli else ["backline.infra.release_worker"]
     return subprocess.Popen(
-        [sys.executable, "-m", "backline.infra.release_worker"],
+        [sys.executable, "-m", *cmd],
         env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
@@ -143,7 +144,9 @@ def test_sigkill_mid_delivery_resumes(database_url: str, tmp_path: Path) -> None
         proc.wait(timeout=10)
         assert c.store.get(r.job_id, ProcessingJob).status == "delivering"
 
-        proc = start_worker(worker_env(database_url, data), log)
+        proc = start_worker(
+            worker_env(database_url, data), log, cli=True
+        )  # `backline releases worker`
         try:
             wait_for(
                 lambda: c.store.get(r.job_id, ProcessingJob).status == "live",
@@ -155,5 +158,16 @@ def test_sigkill_mid_delivery_resumes(database_url: str, tmp_path: Path) -> None
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=20)
         assert_delivered_once(c, r.job_id)
+        shown = subprocess.run(
+            [sys.executable, "-m", "backline.infra.cli", "releases", "job", str(r.job_id)],
+            env=worker_env(database_url, data),
+            cwd=str(ROOT),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert f"{r.job_id} release_delivery live" in shown
+        assert "spotify: live attempts=1" in shown
     finally:
         c.close()
