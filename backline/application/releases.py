@@ -522,7 +522,6 @@ class ReleaseService:
         release_delta = body.get("release")
         tracks_delta = body.get("tracks")
         cache: dict[str, FileFacts | None] = {}
-        reloaded = False
 
         key_index_id = idempotency_index_id(account_id, key) if key is not None else None
         conv_index_id = (
@@ -638,13 +637,20 @@ class ReleaseService:
             )
             return self._replay(release, position)
 
+        outcome: str | None = None
         while True:
             try:
                 return self.credits.retry(account_id, attempt)
             except ReleaseInsufficientCredits as e:
-                if reloaded or self.reload is None or not self._reload_enabled(account_id):
+                if outcome is not None:  # reloaded once already and still short
+                    e.details["autoReload"] = {
+                        "enabled": True,
+                        "attempted": True,
+                        "outcome": outcome,
+                    }
                     raise
-                reloaded = True
+                if self.reload is None or not self._reload_enabled(account_id):
+                    raise
                 outcome = self.reload(account_id, int(e.details["cost"]))
                 log.info("release_autoreload", account_id=str(account_id), outcome=outcome)
                 if outcome != "succeeded":
