@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 from uuid import UUID
 
 import structlog
@@ -286,10 +286,17 @@ class DeliveryWorker:
         due = [s for s in job.due(now) if self._deferred.get((job_id, s), 0.0) <= clock]
         if due:
             message_for: dict[str, bytes] = {}
-            release: Release = self.store.repository.get(
-                job.release_id, version=job.release_version
-            )
-            assert isinstance(release, Release)
+            loaded: list[Release] = []
+
+            def release() -> Release:
+                """The release version the job delivers (loaded once, only if needed)."""
+                if not loaded:
+                    version = job.release_version
+                    found: Any = self.store.repository.get(job.release_id, version=version)
+                    assert isinstance(found, Release)
+                    loaded.append(found)
+                return loaded[0]
+
             for store_name in due:
                 self._step(job, release, store_name, message_for)
         self._maybe_refund(job_id)
@@ -340,7 +347,7 @@ class DeliveryWorker:
     def _step(
         self,
         job: ProcessingJob,
-        release: Release,
+        release_of: Callable[[], Release],
         store_name: str,
         messages: dict[str, bytes],
     ) -> None:
@@ -348,6 +355,7 @@ class DeliveryWorker:
         key = ProcessingJob.delivery_key(job.id, store_name)
         policy = self.policy
         if state in (QUEUED, DELIVERING):
+            release = release_of()
             try:
                 message = messages.get(store_name) or self._message(job, release, store_name)
             except ErnInvalid as e:
