@@ -800,6 +800,7 @@ class ReleaseService:
                 owner_id=account_id,
                 today=self._today(),
                 files=files,
+                submitted_date=release.metadata.get("release_date"),
             )
             job = ProcessingJob(
                 kind=RELEASE_UPDATE,

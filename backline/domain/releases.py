@@ -377,6 +377,7 @@ def validate_submission(
     owner_id: UUID,
     today: date,
     files: Mapping[str, FileFacts | None],
+    submitted_date: str | None = None,
 ) -> ValidatedRelease:
     """Check everything a distributor checks; raise :class:`ReleaseInvalid` naming fields.
 
@@ -424,6 +425,8 @@ def validate_submission(
             "invalid_release_date",
             "release.release_date is required as an ISO date (YYYY-MM-DD).",
         )
+    elif parsed.isoformat() == submitted_date:
+        pass  # a metadata update keeps the date the release went out with
     elif parsed < today - timedelta(days=RELEASE_DATE_GRACE_DAYS):
         fail(
             "release.release_date",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -411,3 +411,19 @@ def test_configured_xsd_that_rejects_the_message_fails_the_job(tmp_path: Path) -
         assert a.balance() == 10  # nothing reached any store: refunded
     finally:
         c.close()
+
+
+def test_metadata_update_months_later_keeps_the_original_date(c: Container) -> None:
+    a = Artist(c, "ada@example.com")
+    r = c.releases.submit(a.id, {"release": a.release(), "tracks": [a.track(a.human)]})
+
+    class Later:
+        def now(self) -> datetime:
+            return datetime.now(UTC) + timedelta(days=90)
+
+    c.releases.clock = Later()  # the release date (10 days ahead) is now long past
+    upd = c.releases.update_metadata(a.id, r.release_id, {"release": {"title": "Remastered"}})
+    assert upd.kind == "release_update"
+    with pytest.raises(ValidationFailed) as e:
+        c.releases.update_metadata(a.id, r.release_id, {"release": {"release_date": "2020-01-01"}})
+    assert e.value.details["field"] == "release.release_date"

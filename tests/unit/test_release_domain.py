@@ -353,3 +353,29 @@ def test_submit_requires_identifiers_and_drafts_cannot_be_taken_down() -> None:
     with pytest.raises(Conflict) as e:
         r.request_takedown(job_id=uuid4(), reason="", stores=[])
     assert e.value.code == "release_not_submitted"
+
+
+def test_an_update_may_keep_a_release_date_now_in_the_past() -> None:
+    old = {"release_date": "2026-01-10"}
+    with pytest.raises(ReleaseInvalid):
+        validate_submission(
+            good_release(**old), [good_track()], owner_id=OWNER, today=TODAY, files=FILES
+        )
+    kept = validate_submission(
+        good_release(**old),
+        [good_track()],
+        owner_id=OWNER,
+        today=TODAY,
+        files=FILES,
+        submitted_date="2026-01-10",
+    )
+    assert kept.release["release_date"] == "2026-01-10"
+    with pytest.raises(ReleaseInvalid):  # moving it to another past date is still refused
+        validate_submission(
+            good_release(release_date="2026-01-11"),
+            [good_track()],
+            owner_id=OWNER,
+            today=TODAY,
+            files=FILES,
+            submitted_date="2026-01-10",
+        )
