@@ -28,7 +28,11 @@ class EventStore(Application[UUID]):
     """Backline's event-sourced application (one per process)."""
 
     name = "backline"
-    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "0"}
+    # No repository cache: every load reads the aggregate's events (bounded memory, and
+    # what another process saved is always seen). Hot paths that need one keep their own
+    # fast-forwarding cache (OAuth grants, credit ledgers). Note that the library reads
+    # AGGREGATE_CACHE_MAXSIZE=0 as "unbounded", not "off".
+    env: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,

@@ -132,3 +132,15 @@ def test_change_email_moves_the_claim(container: Container) -> None:
     # The released email can be registered again by someone else.
     b = container.accounts.register("ada@example.com", PASSWORD)
     assert container.accounts.account_id_for_email("ada@example.com") == b.account_id
+
+
+def test_no_unbounded_repository_cache(container: Container) -> None:
+    # eventsourcing reads AGGREGATE_CACHE_MAXSIZE=0 as "unbounded"; the store keeps none.
+    assert container.store.repository.cache is None
+    a = container.accounts.register("ada@example.com", PASSWORD)
+    other = Container.build(container.settings)
+    try:
+        other.accounts.change_profile(a.account_id, first_name="Changed elsewhere")
+    finally:
+        other.close()
+    assert container.accounts.get(a.account_id).first_name == "Changed elsewhere"
