@@ -48,6 +48,7 @@ from backline.application.ern import (
 )
 from backline.application.ports import Clock, SystemClock
 from backline.application.store import EventStore
+from backline.application.worker import PollingWorker
 from backline.domain.delivery import (
     DELIVERED,
     DELIVERING,
@@ -145,7 +146,9 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class DeliveryWorker:
+class DeliveryWorker(PollingWorker):
+    name = "delivery"
+
     def __init__(
         self,
         store: EventStore,
@@ -165,9 +168,9 @@ class DeliveryWorker:
         self.policy = policy or DeliveryPolicy()
         self.clock = clock or SystemClock()
         self.worker_id = worker_id or default_worker_id()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Woken by this process's saves (a new job starts at once); jobs retried with
+        # backoff, and other processes' jobs, are found by polling.
+        super().__init__(store, poll_interval=self.policy.poll_interval)
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, self.policy.concurrency), thread_name_prefix="delivery"
         )
@@ -180,8 +183,11 @@ class DeliveryWorker:
 
     # -- loop ------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        self._wake.set()
+    def step(self) -> int:
+        # Jobs stay "due" while a store is deferred or retried with backoff, so after a
+        # round the loop always sleeps (or is woken) instead of spinning on them.
+        self.run_once()
+        return 0
 
     def run_once(self) -> int:
         """Work every due job once (in parallel across jobs); return how many ran."""
@@ -207,29 +213,8 @@ class DeliveryWorker:
             with self._busy_lock:
                 self._busy.discard(job_id)
 
-    def run_forever(self, stop: threading.Event | None = None) -> None:
-        stop_event = stop or self._stop
-        while not stop_event.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("delivery_poll_failed")
-            self._wake.wait(self.policy.poll_interval)
-            self._wake.clear()
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run_forever, name="delivery", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-            self._thread = None
+        super().stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- one job ---------------------------------------------------------------------------
