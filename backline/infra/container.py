@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -69,6 +70,64 @@ def event_store_env(database_url: str) -> dict[str, str]:
     return env
 
 
+# A pooled connection handed back less than this long ago skips the pre-ping.
+PRE_PING_AFTER_IDLE = 2.0
+
+
+def ping_idle_connections_only(store: EventStore, idle: float = PRE_PING_AFTER_IDLE) -> None:
+    """Make the event store pool's pre-ping skip connections that were just in use.
+
+    ``POSTGRES_PRE_PING`` checks every connection at checkout with one empty query: a
+    round trip on every read and write (about one in three of a submission's). A
+    connection that came back to the pool (the pool discards broken ones on return)
+    under ``idle`` seconds ago is handed out as is; one idle for longer, or never seen,
+    is pinged as before, so connections dropped while idle are still caught. Should a
+    connection die within that window, the recorder's own retry on
+    ``OperationalError``/``InterfaceError`` takes the next one.
+    """
+    pool: Any = getattr(getattr(store.recorder, "datastore", None), "pool", None)
+    ping = getattr(pool, "_check", None)  # psycopg_pool keeps the check callback here
+    if ping is None:
+        return
+
+    def check(conn: Any) -> None:
+        now = time.monotonic()
+        last = getattr(conn, "_backline_used_at", None)
+        if last is None or now - last >= idle or conn.closed or conn.broken:
+            ping(conn)
+        conn._backline_used_at = now
+
+    pool._check = check
+
+
+def binary_event_inserts(store: EventStore) -> None:
+    """Send the events of an insert to PostgreSQL in binary, with statements rendered once.
+
+    The library passes the events as an array of its composite type with ``%s``, which
+    psycopg dumps as text: every event's state is hex-escaped and quoted in Python, about
+    0.5 ms of CPU per submission (nine events). ``%b`` sends the same values in binary
+    (the binary dumper of the composite is registered with the text one). Its statements
+    are also ``Composed`` objects re-rendered (identifiers, literals) on every execution;
+    rendered once here they are plain SQL. The values stored are the same.
+    """
+    from eventsourcing.postgres import PostgresAggregateRecorder
+    from psycopg.sql import SQL
+
+    recorder: Any = store.recorder
+    if not isinstance(recorder, PostgresAggregateRecorder):
+        return
+    insert = recorder.insert_events_statement.as_string(None)
+    binary = insert.replace("FROM unnest(%s::", "FROM unnest(%b::", 1)
+    if binary != insert and binary.count("%") == 1:
+        recorder.insert_events_statement = SQL(binary)  # type: ignore[assignment]
+    recorder.select_events_statement = SQL(  # type: ignore[assignment]
+        recorder.select_events_statement.as_string(None)
+    )
+    lock_statements = getattr(recorder, "lock_table_statements", None)
+    if lock_statements:
+        recorder.lock_table_statements = [SQL(q.as_string(None)) for q in lock_statements]
+
+
 def read_store_url(database_url: str) -> str:
     parsed = urlparse(database_url)
     if parsed.query and not database_url.startswith("sqlite"):
@@ -131,6 +190,8 @@ class Container:
         store = EventStore(
             env=event_store_env(settings.database_url), mapper_factory=make_msgspec_mapper
         )
+        ping_idle_connections_only(store)
+        binary_event_inserts(store)
         read = ReadStore(read_store_url(settings.database_url))
         runner = ProjectionRunner(
             store, read, all_projections(), batch_size=settings.projection_batch_size
