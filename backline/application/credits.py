@@ -58,10 +58,18 @@ class CreditService:
 
     # -- loading ------------------------------------------------------------------------
 
-    def load_ledger(self, account_id: UUID) -> CreditLedger:
-        """The account's ledger, or a new (unsaved) one; save it with ``store.save_all``."""
-        found = self._current(ledger_id(account_id))
+    def load_ledger(self, account_id: UUID, *, trust_cache: bool = False) -> CreditLedger:
+        """The account's ledger, or a new (unsaved) one; save it with ``store.save_all``.
+
+        ``trust_cache``: see :meth:`_current` (a command's first attempt only; refuse for
+        lack of credits only on a fresh load; :meth:`remember` the ledger once saved).
+        """
+        found = self._current(ledger_id(account_id), trust_cache=trust_cache)
         return found if found is not None else CreditLedger(account_id=account_id)
+
+    def remember(self, ledger: CreditLedger) -> None:
+        """Cache a ledger the caller has just saved, so the next command starts from it."""
+        self._remember(ledger)
 
     def balance(self, account_id: UUID) -> int:
         found = self._current(ledger_id(account_id))

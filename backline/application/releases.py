@@ -582,8 +582,14 @@ class ReleaseService:
             ai = sum(1 for t in validated.tracks if t.get("ai_detected"))
             track_credits = release_cost(len(validated.tracks) - ai, ai)
             offset = TOKEN_OFFSET_CREDITS if token_offset else 0
-            ledger = self.credits.load_ledger(account_id)
+            # The first attempt decides on the cached ledger without reading it back: a
+            # stale one makes the save collide and the retry reads it fresh. A refusal
+            # for lack of credits is only given on fresh state.
+            first = attempts == 1
+            ledger = self.credits.load_ledger(account_id, trust_cache=first)
             total = track_credits + offset
+            if ledger.balance < total and first:
+                ledger = self.credits.load_ledger(account_id)
             if ledger.balance < total:
                 self.blocks.give_back(lease)
                 raise self._insufficient(account_id, total, ledger.balance, track_credits, offset)
@@ -627,6 +633,7 @@ class ReleaseService:
             except BaseException:
                 self.blocks.give_back(lease)  # unused numbers serve the next submission
                 raise
+            self.credits.remember(ledger)
             log.info(
                 "release_submitted",
                 release_id=str(release.id),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -361,6 +361,27 @@ class ReadStore:
         else:
             with self._pool.connection() as conn, conn.transaction():
                 yield Tx(conn, "postgres")
+
+    def single(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        """Run one statement as its own transaction; its first row (None without one).
+
+        On PostgreSQL the statement runs in autocommit: one round trip instead of three
+        (``BEGIN``, the statement, ``COMMIT``), with the same atomicity for one statement.
+        """
+        if self.dialect == "sqlite":
+            with self.transaction() as tx:
+                cur = tx.execute(sql, params)
+                row = cur.fetchone()
+            return tuple(row) if row is not None else None
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                cur = conn.execute(_pg_sql(sql), tuple(params))
+                found = cur.fetchone() if cur.description is not None else None
+            finally:
+                with suppress(Exception):
+                    conn.autocommit = False
+        return tuple(found) if found is not None else None
 
     @contextmanager
     def read(self) -> Iterator[Tx]:

@@ -60,10 +60,10 @@ class SqlRateLimitStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = time.time()
-        with self.read.transaction() as tx:
-            row = tx.fetchone(_INCR, (key, amount, now + expiry, now, now))
-            if random.random() < 0.001:
-                tx.execute("DELETE FROM rate_limits WHERE expires_at < ?", (now,))
+        # One atomic upsert, in autocommit on PostgreSQL (one round trip).
+        row = self.read.single(_INCR, (key, amount, now + expiry, now, now))
+        if random.random() < 0.001:
+            self.read.single("DELETE FROM rate_limits WHERE expires_at < ?", (now,))
         return int(row[0]) if row else amount
 
     def get(self, key: str) -> int:
