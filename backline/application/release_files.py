@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, BinaryIO
 from uuid import UUID
 
-from backline.application.releases import load_fresh, load_fresh_many
+from backline.application.releases import SettledCache, load_fresh, load_fresh_many
 from backline.application.uploads import UploadService, blob_key
 from backline.domain.errors import DomainError
 from backline.domain.releases import FileFacts
@@ -48,6 +48,9 @@ def _problems(f: StoredFile) -> tuple[str, ...]:
 class UploadedReleaseFiles:
     def __init__(self, uploads: UploadService) -> None:
         self.uploads = uploads
+        # Stored files only gain events (the AI detection): each submission reads just
+        # the events recorded since the copy kept here (same query as before).
+        self.files_cache = SettledCache((StoredFile,))
 
     def _file(self, account_id: UUID, url: str) -> StoredFile | None:
         """The caller's stored file (None when missing, malformed or someone else's)."""
@@ -67,7 +70,7 @@ class UploadedReleaseFiles:
                 ids[url] = parse_file_url(url).id
             except DomainError:
                 continue
-        loaded = load_fresh_many(self.uploads.store, [*ids.values(), *also])
+        loaded = load_fresh_many(self.uploads.store, [*ids.values(), *also], self.files_cache)
         facts: dict[str, FileFacts | None] = {}
         for url in urls:
             f = loaded.get(ids[url]) if url in ids else None

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
+from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
@@ -239,21 +240,82 @@ def load_fresh(store: EventStore, aggregate_id: UUID, cls: type[A]) -> A | None:
     return aggregate if isinstance(aggregate, cls) else None
 
 
-def load_fresh_many(store: EventStore, ids: Sequence[UUID]) -> dict[UUID, Any]:
-    """Replay several small aggregates at once (one query on PostgreSQL)."""
+class SettledCache:
+    """Per-process copies of small aggregates of the given types, kept fresh by readers.
+
+    For aggregates read on every submission that rarely gain an event (stored files):
+    :func:`load_fresh_many` reads only the events recorded after the cached version (in
+    the same single query), so an unchanged aggregate is not decoded again, and a
+    changed one is brought up to date (by any process's events) before it is returned.
+    Aggregates handed out are shared: callers only read them.
+    """
+
+    def __init__(self, types: tuple[type[Aggregate], ...], maxsize: int = 4096) -> None:
+        self.types = types
+        self.maxsize = maxsize
+        self._items: OrderedDict[UUID, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, aggregate_id: UUID) -> Any | None:
+        with self._lock:
+            return self._items.get(aggregate_id)
+
+    def put(self, aggregate: Any) -> None:
+        if not isinstance(aggregate, self.types) or aggregate.pending_events:
+            return
+        with self._lock:
+            current = self._items.get(aggregate.id)
+            if current is None or current.version < aggregate.version:
+                self._items[aggregate.id] = aggregate
+                self._items.move_to_end(aggregate.id)
+                while len(self._items) > self.maxsize:
+                    self._items.popitem(last=False)
+
+
+def load_fresh_many(
+    store: EventStore, ids: Sequence[UUID], cache: SettledCache | None = None
+) -> dict[UUID, Any]:
+    """Replay several small aggregates at once (one query on PostgreSQL).
+
+    With ``cache``, aggregates of its types start from their cached copy and only the
+    events recorded since are read and applied (in the same query).
+    """
     unique = list(dict.fromkeys(ids))
     recorder: Any = store.recorder
     rows: list[StoredEvent] | None = None
+    known: dict[UUID, Any] = {}
     if len(unique) > 1 and isinstance(recorder, PostgresAggregateRecorder):
-        statement = SQL(
-            "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
-            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-        ).format(
-            schema=Identifier(recorder.datastore.schema),
-            table=Identifier(recorder.events_table_name),
-        )
+        if cache is not None:
+            for aggregate_id in unique:
+                found = cache.get(aggregate_id)
+                if found is not None:
+                    known[aggregate_id] = found
+        if known:
+            statement = SQL(
+                "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+                "FROM {schema}.{table} AS e JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+                "ON e.originator_id = k.id AND e.originator_version > k.v "
+                "ORDER BY e.originator_id, e.originator_version"
+            ).format(
+                schema=Identifier(recorder.datastore.schema),
+                table=Identifier(recorder.events_table_name),
+            )
+            versions = [known[i].version if i in known else 0 for i in unique]
+            params: tuple[Any, ...] = (unique, versions)
+        else:
+            statement = SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
+                "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+            ).format(
+                schema=Identifier(recorder.datastore.schema),
+                table=Identifier(recorder.events_table_name),
+            )
+            params = (unique,)
         with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, (unique,), prepare=True)
+            curs.execute(statement, params, prepare=True)
             rows = [
                 StoredEvent(
                     originator_id=r["originator_id"],
@@ -270,11 +332,20 @@ def load_fresh_many(store: EventStore, ids: Sequence[UUID]) -> dict[UUID, Any]:
             if found is not None:
                 out[aggregate_id] = found
         return out
+    out.update(known)
+    changed: set[UUID] = set()
     mapper = store.mapper
     for row in rows:
         event = mapper.to_domain_event(row)
         key = event.originator_id
-        out[key] = cast(Any, event).mutate(out.get(key))
+        current = out.get(key)
+        if key in known and key not in changed:
+            current = deepcopy(current)  # the cached copy is shared: never mutate it
+        changed.add(key)
+        out[key] = cast(Any, event).mutate(current)
+    if cache is not None:
+        for key in changed:
+            cache.put(out[key])
     return out
 
 
