@@ -39,8 +39,21 @@ class _NullTranscoder(Transcoder):
         return msgspec.json.decode(data)
 
 
+def _view_namespace(cls: type[Any], fields: set[str]) -> dict[str, Any]:
+    """Class attributes (constants, properties, helpers) our own event classes declare."""
+    namespace: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if not klass.__module__.startswith("backline."):
+            continue
+        for name, value in vars(klass).items():
+            if name.startswith("__") or name in fields or isinstance(value, type):
+                continue
+            namespace[name] = value
+    return namespace
+
+
 class _Codec:
-    __slots__ = ("cls", "decoder", "fields", "version")
+    __slots__ = ("cls", "decoder", "fields", "version", "view_decoder")
 
     def __init__(self, cls: type[Any]) -> None:
         hints = typing.get_type_hints(cls)
@@ -60,6 +73,20 @@ class _Codec:
         self.fields = tuple(n for n, _, _ in fields)
         self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(struct)
         self.cls = cls
+        # A read-only *view* for projections: the same fields decoded straight into a
+        # struct (no event object, no state dict), plus the originator id and version,
+        # and the event class's own constants (TOPIC, ...). Projections only read.
+        view = msgspec.defstruct(
+            f"{cls.__qualname__.replace('.', '_')}_View",
+            [
+                *[(n, t) if d is msgspec.NODEFAULT else (n, t, d) for n, t, d in fields],
+                ("originator_id", Any, None),
+                ("originator_version", int, 0),
+            ],
+            forbid_unknown_fields=False,
+            namespace=_view_namespace(cls, {n for n, _, _ in fields}),
+        )
+        self.view_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(view)
 
 
 def _enc_hook(obj: Any) -> Any:
@@ -127,6 +154,34 @@ class MsgspecMapper(Mapper[UUID]):
         domain_event = object.__new__(codec.cls)
         object.__setattr__(domain_event, "__dict__", state)
         return domain_event
+
+    def to_event_view(self, stored_event: StoredEvent) -> Any:
+        """Decode for read-only consumers (projections): a struct, not a domain event.
+
+        Same fields and values as :meth:`to_domain_event` (tested), about twice as
+        cheap; events of older class versions take the full path and are upcast.
+        """
+        codec = self._codec(stored_event.topic)
+        if codec.version > 1:
+            event = self.to_domain_event(stored_event)
+            view = msgspec.convert(
+                {n: getattr(event, n) for n in codec.fields}, codec.view_decoder.type
+            )
+        else:
+            try:
+                view = codec.view_decoder.decode(stored_event.state)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                msg = (
+                    f"Failed to deserialise stored event {stored_event.topic} "
+                    f"{stored_event.originator_id}@{stored_event.originator_version}: {e}"
+                )
+                raise MapperDeserialisationError(msg) from e
+        originator_id = stored_event.originator_id
+        view.originator_id = (
+            originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
+        )
+        view.originator_version = stored_event.originator_version
+        return view
 
     def _upcast(self, codec: _Codec, data: bytes) -> dict[str, Any]:
         raw: dict[str, Any] = msgspec.json.decode(data)

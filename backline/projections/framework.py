@@ -155,6 +155,8 @@ class Projection:
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = ()
     _handlers: ClassVar[dict[type[Any], Handler]]
+    _by_topic: ClassVar[dict[str, Handler]]
+    _by_type: ClassVar[dict[type[Any], Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -164,15 +166,23 @@ class Projection:
                 for event_cls in getattr(attr, "_handles", ()):
                     handlers[event_cls] = attr
         cls._handlers = handlers
+        # Dispatch is by topic, so a handler serves the domain event and its read-only
+        # view (MsgspecMapper.to_event_view) alike; resolved once per concrete type.
+        cls._by_topic = {get_topic(c): h for c, h in handlers.items()}
+        cls._by_type = {}
 
     @property
     def topics(self) -> list[str]:
-        return sorted({get_topic(c) for c in self._handlers})
+        return sorted(self._by_topic)
 
     def apply(self, batch: Batch, events: Iterable[Any]) -> None:
-        handlers = self._handlers
+        by_type = self._by_type
         for event in events:
-            handler = handlers.get(type(event))
+            kind = type(event)
+            handler = by_type.get(kind, _MISSING)
+            if handler is _MISSING:
+                topic = getattr(kind, "TOPIC", None) or get_topic(kind)
+                handler = by_type[kind] = self._by_topic.get(topic)
             if handler is not None:
                 handler(self, batch, event)
 
@@ -269,7 +279,8 @@ class ProjectionRunner(PollingWorker):
         )
         # With a topic filter a short batch means "nothing more of ours up to head".
         new_position = notifications[-1].id if len(notifications) == size else head
-        to_event = self.store.mapper.to_domain_event
+        mapper = self.store.mapper
+        to_event = getattr(mapper, "to_event_view", None) or mapper.to_domain_event
         return _Fetched(start, new_position, [to_event(n) for n in notifications])
 
     def _apply(self, name: str, fetched: _Fetched, known_new: set[Any] | None = None) -> bool:

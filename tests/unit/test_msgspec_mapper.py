@@ -81,3 +81,23 @@ def test_default_mapper_and_msgspec_mapper_agree_on_event_state() -> None:
         a = default.to_domain_event(default.to_stored_event(event))  # type: ignore[arg-type]
         b = fast.to_domain_event(fast.to_stored_event(event))  # type: ignore[arg-type]
         assert vars(a) == vars(b)
+
+
+def test_event_view_carries_the_same_values_as_the_domain_event() -> None:
+    mapper = MsgspecMapper()
+    for event in sample_events():
+        stored = mapper.to_stored_event(event)  # type: ignore[arg-type]
+        full = mapper.to_domain_event(stored)
+        view = mapper.to_event_view(stored)
+        assert {k: getattr(view, k) for k in vars(full)} == vars(full)
+        assert type(view).TOPIC == type(event).TOPIC  # type: ignore[attr-defined]
+
+
+def test_event_view_of_corrupt_state_raises_mapper_error() -> None:
+    import pytest
+    from eventsourcing.persistence import MapperDeserialisationError
+
+    mapper = MsgspecMapper()
+    bad = StoredEvent(uuid4(), 1, "backline.Account.ProfileChanged", b'{"first_name": 3}')
+    with pytest.raises(MapperDeserialisationError):
+        mapper.to_event_view(bad)
