@@ -30,6 +30,27 @@ class WorkerTimeout(Exception):
     """The job ran past its timeout; its worker was killed."""
 
 
+def _exit_with_parent() -> None:
+    """Worker initializer: leave when the server that spawned us is gone.
+
+    A server killed with SIGKILL cannot shut its pool down; without this its workers
+    would live on as orphans.
+    """
+    import os
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _pool(size: int) -> Any:
     global _POOL
     with _LOCK:
@@ -41,6 +62,7 @@ def _pool(size: int) -> Any:
                 max_workers=size,
                 mp_context=multiprocessing.get_context("spawn"),
                 max_tasks_per_child=MAX_TASKS_PER_WORKER,
+                initializer=_exit_with_parent,
             )
             atexit.register(shutdown)
         return _POOL
