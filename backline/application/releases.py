@@ -106,7 +106,7 @@ class ReleasePolicy:
     max_attempts: int = 5
     shards: int = DEFAULT_SHARDS
     submit_rate_limit: str = "10 per 60 seconds"
-    block_size: int = 20
+    block_size: int = 100
 
 
 @dataclass
