@@ -20,6 +20,7 @@ from uuid import UUID
 import structlog
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from backline.api.agent_types import AgentServices
@@ -202,7 +203,7 @@ async def catalog_search(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/catalog/tracks/{track_id:str}", summary="Get a single track", tags=["Agent licensing"])
-async def catalog_track(request: Request[Any, Any, Any], track_id: str) -> Response[Any]:
+async def catalog_track(request: Request[Any, Any, Any], track_id: FromPath[str]) -> Response[Any]:
     headers = await _limit(request, "agent-search")
     if not track_id.isdigit() or len(track_id) > 12:
         raise NotFound(TRACK_NOT_FOUND)
@@ -481,7 +482,7 @@ def _x402_retry(
     status_code=402,
 )
 async def license_initiate(
-    request: Request[Any, Any, Any], track_id: str, license_type: str
+    request: Request[Any, Any, Any], track_id: FromPath[str], license_type: FromPath[str]
 ) -> Response[Any]:
     headers = await _limit(request, "agent-license")
     agent = _agent(request)
@@ -532,7 +533,9 @@ async def license_initiate(
     summary="Verify payment and retrieve license",
     tags=["Agent licensing"],
 )
-async def license_verify(request: Request[Any, Any, Any], payment_id: str) -> Response[Any]:
+async def license_verify(
+    request: Request[Any, Any, Any], payment_id: FromPath[str]
+) -> Response[Any]:
     agent = _agent(request)
     public = _public(request)
     try:
@@ -578,7 +581,7 @@ async def license_verify(request: Request[Any, Any, Any], payment_id: str) -> Re
     tags=["Agent licensing"],
 )
 async def license_download(
-    request: Request[Any, Any, Any], payment_id: str, fmt: str
+    request: Request[Any, Any, Any], payment_id: FromPath[str], fmt: FromPath[str]
 ) -> Response[Any]:
     agent = _agent(request)
     try:
@@ -652,7 +655,7 @@ async def dev_info(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/accounts/{address:str}", include_in_schema=False)
-async def dev_account(request: Request[Any, Any, Any], address: str) -> dict[str, Any]:
+async def dev_account(request: Request[Any, Any, Any], address: FromPath[str]) -> dict[str, Any]:
     chain = _dev_guard(request)
     if not (address.startswith("0x") and len(address) == 42):
         raise ValidationFailed("address must be a 0x address.", field="address")

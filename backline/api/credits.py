@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 import structlog
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.params import FromQuery
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST
 
@@ -391,7 +391,7 @@ class SandboxCheckoutController(Controller):
     include_in_schema = False
 
     @get("/{session_id:str}", summary="Sandbox hosted checkout page")
-    async def page(self, request: Request[Any, Any, Any], session_id: str) -> Template:
+    async def page(self, request: Request[Any, Any, Any], session_id: FromPath[str]) -> Template:
         svc = services(request)
         session = await in_thread(_sandbox(svc).session, session_id)
         return Template(
@@ -407,7 +407,9 @@ class SandboxCheckoutController(Controller):
         )
 
     @post("/{session_id:str}", summary="Pay a sandbox session with a test card")
-    async def complete(self, request: Request[Any, Any, Any], session_id: str) -> Response[Any]:
+    async def complete(
+        self, request: Request[Any, Any, Any], session_id: FromPath[str]
+    ) -> Response[Any]:
         svc = services(request)
         fields = await read_fields(request, {"card"})
 
