@@ -137,7 +137,7 @@ def bench_mapper(container: Container, n: int = 20000) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--accounts", type=int, default=50_000, help="accounts to seed")
+    parser.add_argument("--accounts", type=int, default=100_000, help="accounts to seed")
     parser.add_argument("--commands", type=int, default=2_000)
     args = parser.parse_args(argv)
     print("== bench_store: event store and projections ==")
