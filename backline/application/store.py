@@ -24,6 +24,74 @@ A = TypeVar("A", bound=Aggregate)
 MapperFactory = Callable[[], "Mapper[UUID]"]
 
 
+class _Slot:
+    __slots__ = ("done", "error", "events", "recordings")
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        self.recordings: list[Recording[UUID]] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class GroupCommitter:
+    """Commits the events of concurrent saves in one transaction (group commit).
+
+    Every insert into the event store takes a table lock until it commits (that is how
+    the notification log stays in commit order), so commits are serial and each waits
+    for its own WAL flush. Here one thread at a time commits; saves that arrive while it
+    does queue up, and the next committer writes all of them in one transaction: one
+    lock, one flush. Each save's events stay together, in order. If the group hits an
+    ``IntegrityError`` (some save lost a version race), every save of the group is
+    retried in a transaction of its own, so only the losing save sees the error.
+    """
+
+    def __init__(self, put: Callable[[list[Any]], list[Recording[UUID]]]) -> None:
+        self._put = put
+        self._queue: list[_Slot] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+
+    def record(self, events: list[Any]) -> list[Recording[UUID]]:
+        slot = _Slot(events)
+        with self._queue_lock:
+            self._queue.append(slot)
+        with self._commit_lock:
+            if not slot.done:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._flush(group)
+        if slot.error is not None:
+            raise slot.error
+        return slot.recordings
+
+    def _flush(self, group: list[_Slot]) -> None:
+        try:
+            if len(group) == 1:
+                group[0].recordings = self._put(group[0].events)
+            else:
+                recordings = self._put([e for slot in group for e in slot.events])
+                start = 0
+                for slot in group:
+                    slot.recordings = recordings[start : start + len(slot.events)]
+                    start += len(slot.events)
+        except IntegrityError as e:
+            if len(group) == 1:
+                group[0].error = e
+            else:
+                for slot in group:
+                    try:
+                        slot.recordings = self._put(slot.events)
+                    except BaseException as err:  # handed to that save's caller
+                        slot.error = err
+        except BaseException as e:
+            for slot in group:
+                slot.error = e
+        finally:
+            for slot in group:
+                slot.done = True
+
+
 class EventStore(Application[UUID]):
     """Backline's event-sourced application (one per process)."""
 
@@ -43,6 +111,12 @@ class EventStore(Application[UUID]):
         self._listeners: list[Callable[[int], None]] = []
         self._listeners_lock = threading.Lock()
         super().__init__(env)
+        self._committer = GroupCommitter(lambda events: self.events.put(events))
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        if processing_event.tracking is not None or processing_event.saved_kwargs:
+            return super()._record(processing_event)
+        return self._committer.record(processing_event.events)
 
     def construct_mapper(self) -> Mapper[UUID]:
         if self._mapper_factory is not None:
