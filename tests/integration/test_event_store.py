@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import IntegrityError
@@ -144,3 +145,20 @@ def test_no_unbounded_repository_cache(container: Container) -> None:
     finally:
         other.close()
     assert container.accounts.get(a.account_id).first_name == "Changed elsewhere"
+
+
+def test_event_log_commits_are_durable_and_read_side_commits_asynchronous(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import make_settings
+
+    c = Container.build(make_settings(pg_url, tmp_path))
+    try:
+        with c.read.read() as tx:
+            assert tx.fetchone("SHOW synchronous_commit") == ("off",)
+        with c.store.recorder.datastore.get_connection() as conn:  # type: ignore[attr-defined]
+            row = conn.execute("SHOW synchronous_commit").fetchone()
+            assert row is not None
+            assert list(dict(row).values()) == ["on"]
+    finally:
+        c.close()
