@@ -28,8 +28,6 @@ from uuid import UUID, uuid4
 import structlog
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresAggregateRecorder
-from psycopg.sql import SQL, Identifier
 
 from backline.application.credits import CreditService
 from backline.application.ports import Clock, SystemClock
@@ -284,47 +282,17 @@ def load_fresh_many(
     events recorded since are read and applied (in the same query).
     """
     unique = list(dict.fromkeys(ids))
-    recorder: Any = store.recorder
     rows: list[StoredEvent] | None = None
     known: dict[UUID, Any] = {}
-    if len(unique) > 1 and isinstance(recorder, PostgresAggregateRecorder):
+    if len(unique) > 1 and store.supports_bulk_select:
         if cache is not None:
             for aggregate_id in unique:
                 found = cache.get(aggregate_id)
                 if found is not None:
                     known[aggregate_id] = found
-        if known:
-            statement = SQL(
-                "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                "FROM {schema}.{table} AS e JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
-                "ON e.originator_id = k.id AND e.originator_version > k.v "
-                "ORDER BY e.originator_id, e.originator_version"
-            ).format(
-                schema=Identifier(recorder.datastore.schema),
-                table=Identifier(recorder.events_table_name),
-            )
-            versions = [known[i].version if i in known else 0 for i in unique]
-            params: tuple[Any, ...] = (unique, versions)
-        else:
-            statement = SQL(
-                "SELECT originator_id, originator_version, topic, state FROM {schema}.{table} "
-                "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
-            ).format(
-                schema=Identifier(recorder.datastore.schema),
-                table=Identifier(recorder.events_table_name),
-            )
-            params = (unique,)
-        with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(statement, params, prepare=True)
-            rows = [
-                StoredEvent(
-                    originator_id=r["originator_id"],
-                    originator_version=r["originator_version"],
-                    topic=r["topic"],
-                    state=bytes(r["state"]),
-                )
-                for r in curs.fetchall()
-            ]
+        rows = store.select_events_after(
+            unique, [known[i].version if i in known else 0 for i in unique]
+        )
     out: dict[UUID, Any] = {}
     if rows is None:
         for aggregate_id in unique:
